@@ -1,0 +1,69 @@
+"""Fleet config -> one Ray Serve application: an engine deployment per model plus the router ingress.
+
+``build_app`` is the ``import_path`` of the rendered Serve config (``serve.app:build_app``), so
+``serve run deploy/serve/demo.yaml``, ``qwen-serve up`` and the RayService all build the same application.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ray.serve.deployment import Application
+
+    from serve.config import FleetConfig
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "qwen-serve"
+ROUTER_DEPLOYMENT = "router"
+
+
+def build_application(fleet: FleetConfig) -> Application:
+    """Build the Serve application of a fleet.
+
+    Args:
+        fleet: The validated fleet config.
+
+    Returns:
+        The bound router ingress (which binds every engine deployment).
+    """
+    from ray import serve
+
+    from serve.deployments import build_engine_deployment
+    from serve.router.ingress import RouterIngress
+
+    engines = {spec.name: build_engine_deployment(spec, fleet) for spec in fleet.deployments}
+    router = serve.deployment(
+        RouterIngress,
+        name=ROUTER_DEPLOYMENT,
+        # The router does its own admission control per deployment; Serve's limit only bounds the replica.
+        max_ongoing_requests=100_000,
+        ray_actor_options={"num_cpus": 1},
+        health_check_period_s=5,
+    )
+    return router.bind(fleet.model_dump(mode="json"), engines)
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Application builder for Serve configs (``import_path: serve.app:build_app``).
+
+    Args:
+        args: ``{"fleet": <FleetConfig as a dict>}``, ``{"config": <path to a fleet YAML>}`` or
+            ``{"profile": <profile name>}``.
+
+    Returns:
+        The Serve application.
+    """
+    from serve.config import FleetConfig, load_fleet, load_profile
+
+    if "fleet" in args:
+        fleet = FleetConfig.from_dict(args["fleet"])
+    elif "config" in args:
+        fleet = load_fleet(args["config"])
+    elif "profile" in args:
+        fleet = load_profile(args["profile"])
+    else:
+        raise ValueError("build_app needs one of the args `fleet`, `config` or `profile`")
+    return build_application(fleet)

@@ -1,0 +1,60 @@
+"""The fleet config: pydantic models loaded from YAML, validation with readable errors, and profiles.
+
+Examples:
+    >>> from serve.config import load_profile
+    >>> fleet = load_profile("demo")  # doctest: +SKIP
+    >>> [d.name for d in fleet.deployments]  # doctest: +SKIP
+    ['qwen3-general', 'qwen-coder', 'qwen3-moe']
+"""
+
+from serve.config.deployment import DeploymentSpec
+from serve.config.engine_keys import GPU_ONLY_KEYS, allowed_engine_keys
+from serve.config.fleet import (
+    PROFILES_DIR,
+    ConfigError,
+    FleetConfig,
+    fleet_json_schema,
+    format_validation_error,
+    list_profiles,
+    load_fleet,
+    load_profile,
+)
+from serve.config.paths import expand_path, expand_vars
+from serve.config.specs import (
+    Accelerator,
+    Autoscaling,
+    InputLimits,
+    LoraSpec,
+    RateLimitSpec,
+    RaySpec,
+    RouterSpec,
+    SaturationSpec,
+    SecuritySpec,
+    TaskPolicy,
+)
+
+__all__ = [
+    "GPU_ONLY_KEYS",
+    "PROFILES_DIR",
+    "Accelerator",
+    "Autoscaling",
+    "ConfigError",
+    "DeploymentSpec",
+    "FleetConfig",
+    "InputLimits",
+    "LoraSpec",
+    "RateLimitSpec",
+    "RaySpec",
+    "RouterSpec",
+    "SaturationSpec",
+    "SecuritySpec",
+    "TaskPolicy",
+    "allowed_engine_keys",
+    "expand_path",
+    "expand_vars",
+    "fleet_json_schema",
+    "format_validation_error",
+    "list_profiles",
+    "load_fleet",
+    "load_profile",
+]

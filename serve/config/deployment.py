@@ -1,0 +1,312 @@
+"""One deployment of the fleet: a Qwen variant (or local model) on CPU or GPUs, with engine settings."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from serve.catalog import Capabilities, UnknownVariantError, Variant, load_catalog
+from serve.catalog.models import QuantMethod
+from serve.config.engine_keys import GPU_ONLY_KEYS, PARALLEL_KEYS, allowed_engine_keys
+from serve.config.paths import expand_path, looks_local
+from serve.config.specs import NAME_PATTERN, Accelerator, Autoscaling, LoraSpec, StrictModel
+
+logger = logging.getLogger(__name__)
+
+TinyArch = Literal["qwen2", "qwen3", "qwen3_moe", "qwen2_5_vl"]
+
+_QWEN3_PARSERS: dict[str, Any] = {
+    "reasoning_parser": "qwen3",
+    "tool_call_parser": "hermes",
+    "enable_auto_tool_choice": True,
+}
+#: Engine defaults for a tiny stand-in model without a catalog variant.
+TINY_ENGINE: dict[str, dict[str, Any]] = {
+    "qwen3": dict(_QWEN3_PARSERS),
+    "qwen3_moe": dict(_QWEN3_PARSERS),
+    "qwen2": {"tool_call_parser": "hermes", "enable_auto_tool_choice": True},
+    "qwen2_5_vl": {"limit_mm_per_prompt": {"image": 4, "video": 1}},
+}
+TINY_CAPABILITIES: dict[str, Capabilities] = {
+    "qwen3": Capabilities(tools=True, thinking=True),
+    "qwen3_moe": Capabilities(tools=True, thinking=True),
+    "qwen2": Capabilities(tools=True),
+    "qwen2_5_vl": Capabilities(vision=True),
+}
+TINY_TASKS: dict[str, list[str]] = {
+    "qwen3": ["general", "reasoning", "math", "code"],
+    "qwen3_moe": ["reasoning", "general", "math", "code"],
+    "qwen2": ["general", "code"],
+    "qwen2_5_vl": ["vision", "general"],
+}
+DEFAULT_MAX_NUM_SEQS = {"gpu": 256, "cpu": 64}
+_BF16_NAMES = {"bfloat16", "bf16"}
+
+
+class DeploymentSpec(StrictModel):
+    """One served model: a catalog variant or a local/hub model, its hardware and engine settings.
+
+    Attributes:
+        name: Served model id (what clients put in ``model``).
+        variant: Catalog variant name or hub id (normalised to the catalog name).
+        model_path: Local directory or hub id; ``${VAR}``, ``${VAR:-default}`` and ``~`` are expanded.
+            Defaults to the variant's (or its quantized checkpoint's) hub id.
+        tiny: Build a tiny random-weight model of this architecture at ``model_path`` when missing (demo/tests).
+        preset: A named hardware layout of the variant (e.g. ``h200x8``); fills accelerator when not given.
+        quantization: Use the variant's quantized checkpoint (awq, gptq-int4, gptq-int8, fp8).
+        accelerator: CPU or GPU and how many per replica.
+        replicas: Fixed replica count (exclusive with ``autoscaling``).
+        autoscaling: Replica bounds for Ray Serve's autoscaler.
+        max_ongoing_requests: Per-replica admission limit (None: the engine's max_num_seqs).
+        max_queued_requests: Per-replica queue limit (None: twice the ongoing limit).
+        engine: Engine kwargs merged over the variant's preset (vLLM's names; unknown keys are errors).
+        lora: LoRA adapters served beside this model.
+        capabilities_override: Replace the inferred capabilities (YAML key ``capabilities``).
+    """
+
+    name: str = Field(pattern=NAME_PATTERN)
+    variant: str | None = None
+    model_path: str | None = None
+    tiny: TinyArch | None = None
+    preset: str | None = None
+    quantization: QuantMethod | None = None
+    accelerator: Accelerator = Field(default_factory=Accelerator)
+    replicas: int = Field(default=1, ge=1)
+    autoscaling: Autoscaling | None = None
+    max_ongoing_requests: int | None = Field(default=None, ge=1)
+    max_queued_requests: int | None = Field(default=None, ge=0)
+    engine: dict[str, Any] = Field(default_factory=dict)
+    lora: LoraSpec | None = None
+    capabilities_override: Capabilities | None = Field(default=None, alias="capabilities")
+
+    model_config = {**StrictModel.model_config, "populate_by_name": True}
+
+    @field_validator("variant")
+    @classmethod
+    def _known_variant(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return load_catalog().get(value).name
+        except UnknownVariantError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accelerator_from_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("preset") or "accelerator" in data:
+            return data
+        try:
+            preset = load_catalog().get(str(data.get("variant"))).preset(str(data["preset"]))
+        except KeyError:
+            return data  # reported by the after-validator with a proper message
+        accelerator = {"type": "gpu", "count": preset.gpu_count, "gpu_type": preset.gpu_type}
+        return {**data, "accelerator": accelerator}
+
+    @model_validator(mode="after")
+    def _validate(self) -> DeploymentSpec:
+        self._check_source()
+        self._check_variant_options()
+        self._check_engine_keys()
+        self._check_hardware()
+        self._check_context()
+        return self
+
+    # ------------------------------------------------------------------ validation steps
+
+    def _fail(self, problem: str) -> ValueError:
+        return ValueError(f"deployment {self.name!r}: {problem}")
+
+    def _check_source(self) -> None:
+        if self.variant is None and self.model_path is None:
+            raise self._fail("set `variant` (a catalog name) or `model_path` (a local dir or hub id)")
+        if self.tiny and self.model_path is None:
+            raise self._fail("`tiny` needs a `model_path` to build the tiny model in")
+        if self.replicas != 1 and self.autoscaling is not None:
+            raise self._fail(f"set either replicas={self.replicas} or autoscaling, not both")
+        if self.model_path is not None:
+            try:
+                path = expand_path(self.model_path)
+            except ValueError as exc:
+                raise self._fail(f"model_path: {exc}") from None
+            if not self.tiny and looks_local(path) and not Path(path).is_dir():
+                raise self._fail(f"model_path {path} does not exist (download the model there, or use a hub id)")
+
+    def _check_variant_options(self) -> None:
+        for option in ("preset", "quantization"):
+            if getattr(self, option) and self.variant is None:
+                raise self._fail(f"`{option}` needs a catalog `variant`")
+        variant = self.resolved_variant()
+        if variant is None:
+            return
+        try:
+            preset = variant.preset(self.preset) if self.preset else None
+            method = self.quantization or (preset.quantization if preset else None)
+            if method:
+                variant.quantization(method)
+        except KeyError as exc:
+            raise self._fail(str(exc.args[0])) from None
+
+    def _check_engine_keys(self) -> None:
+        allowed = allowed_engine_keys()
+        if allowed is not None:
+            unknown = sorted(set(self.engine) - allowed)
+            if unknown:
+                raise self._fail(
+                    f"unknown engine keys {unknown}; allowed (vLLM engine/frontend args): {', '.join(sorted(allowed))}"
+                )
+        if self.accelerator.type == "cpu":
+            gpu_keys = sorted(set(self.engine) & GPU_ONLY_KEYS)
+            if gpu_keys:
+                raise self._fail(f"engine settings {gpu_keys} need GPUs but accelerator.type is cpu")
+            if self.preset:
+                raise self._fail(f"preset {self.preset!r} is a GPU layout but accelerator.type is cpu")
+            if self.quantization:
+                raise self._fail(f"quantization {self.quantization!r} needs a GPU but accelerator.type is cpu")
+
+    def _check_hardware(self) -> None:
+        kwargs = self.engine_kwargs()
+        sizes = {k: int(kwargs.get(k, 1)) for k in PARALLEL_KEYS}
+        used = math.prod(sizes.values())
+        if self.accelerator.type == "gpu" and used > self.accelerator.count:
+            parts = " x ".join(f"{k}={v}" for k, v in sizes.items() if v > 1)
+            raise self._fail(f"{parts} needs {used} GPUs but accelerator.count={self.accelerator.count}")
+        variant = self.resolved_variant()
+        tp = sizes["tensor_parallel_size"]
+        if variant is not None and variant.architecture.num_attention_heads % tp:
+            heads = variant.architecture.num_attention_heads
+            raise self._fail(f"tensor_parallel_size={tp} does not divide the {heads} attention heads")
+        self._check_gpu_type(kwargs)
+
+    def _check_gpu_type(self, kwargs: dict[str, Any]) -> None:
+        if self.accelerator.gpu_type is None:
+            return
+        gpu = load_catalog().gpu(self.accelerator.gpu_type)
+        quant = self.resolved_quantization()
+        if quant is not None and gpu.compute_capability < quant.min_compute_capability:
+            raise self._fail(
+                f"{quant.method} needs compute capability >= {quant.min_compute_capability} but {gpu.name} has "
+                f"{gpu.compute_capability}; pick another gpu_type or quantization"
+            )
+        if str(kwargs.get("dtype", "")).lower() in _BF16_NAMES and not gpu.supports_bf16:
+            raise self._fail(f"dtype bfloat16 needs compute capability >= 8.0 but {gpu.name} has "
+                             f"{gpu.compute_capability}; use dtype: float16")
+        from serve.catalog.sizing import check_fit
+
+        variant = self.resolved_variant()
+        if variant is not None:
+            problem = check_fit(variant, gpu, kwargs, self.accelerator.count, quant)
+            if problem:
+                raise self._fail(problem)
+
+    def _check_context(self) -> None:
+        variant = self.resolved_variant()
+        max_len = self.engine_kwargs().get("max_model_len")
+        if variant is not None and max_len is not None and int(max_len) > variant.max_context_length:
+            raise self._fail(
+                f"max_model_len={max_len} is longer than {variant.name}'s maximum context "
+                f"({variant.max_context_length} tokens)"
+            )
+
+    # ------------------------------------------------------------------ derived values
+
+    def resolved_variant(self) -> Variant | None:
+        """Return the catalog variant, or None for a model given only by path."""
+        return load_catalog().get(self.variant) if self.variant else None
+
+    def resolved_quantization(self) -> Any:
+        """Return the variant's :class:`~serve.catalog.Quantization` in use (explicit or from the preset)."""
+        variant = self.resolved_variant()
+        if variant is None:
+            return None
+        method = self.quantization
+        if method is None and self.preset:
+            method = variant.preset(self.preset).quantization
+        return variant.quantization(method) if method else None
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        """Engine kwargs for this deployment: preset, then hardware preset, quantization, overrides.
+
+        On CPU the GPU-only keys of the preset are dropped and parallel sizes are 1.
+
+        Returns:
+            Ray Serve LLM ``engine_kwargs`` (vLLM engine and frontend args).
+        """
+        variant = self.resolved_variant()
+        if variant is not None:
+            kwargs = variant.engine.to_engine_kwargs()
+        else:
+            kwargs = dict(TINY_ENGINE.get(self.tiny or "", {}))
+        if variant is not None and self.preset:
+            kwargs.update(variant.preset(self.preset).engine)
+        quant = self.resolved_quantization()
+        if quant is not None:
+            cc = load_catalog().gpu(self.accelerator.gpu_type).compute_capability if self.accelerator.gpu_type else None
+            kwargs["quantization"] = quant.engine_value(cc)
+        kwargs.update(self.engine)
+        if self.accelerator.type == "cpu":
+            kwargs = {k: v for k, v in kwargs.items() if k not in GPU_ONLY_KEYS}
+        return kwargs
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """The override, else the variant's capabilities, else those inferred from ``tiny``."""
+        if self.capabilities_override is not None:
+            return self.capabilities_override
+        variant = self.resolved_variant()
+        if variant is not None:
+            return variant.capabilities
+        return TINY_CAPABILITIES.get(self.tiny or "", Capabilities())
+
+    @property
+    def tasks(self) -> list[str]:
+        """Tasks this deployment suits (variant's, else inferred from ``tiny``, else general)."""
+        variant = self.resolved_variant()
+        if variant is not None:
+            return list(variant.tasks)
+        return list(TINY_TASKS.get(self.tiny or "", ["general"]))
+
+    @property
+    def context_length(self) -> int:
+        """The engine's ``max_model_len`` (or the variant's native context; 2048 if unknown)."""
+        max_len = self.engine_kwargs().get("max_model_len")
+        if max_len is not None:
+            return int(max_len)
+        variant = self.resolved_variant()
+        return variant.context_length if variant is not None else 2048
+
+    @property
+    def model_source(self) -> str:
+        """What vLLM loads: the expanded ``model_path``, else the quantized or plain hub id."""
+        if self.model_path is not None:
+            return expand_path(self.model_path)
+        quant = self.resolved_quantization()
+        if quant is not None:
+            return str(quant.hub_id)
+        variant = self.resolved_variant()
+        assert variant is not None  # guaranteed by validation
+        return variant.hub_id
+
+    @property
+    def gpus_per_replica(self) -> int:
+        """GPUs one replica uses (0 on CPU)."""
+        return self.accelerator.count if self.accelerator.type == "gpu" else 0
+
+    @property
+    def effective_max_ongoing_requests(self) -> int:
+        """``max_ongoing_requests``, else the engine's ``max_num_seqs`` (vLLM default 256 on GPU, 64 on CPU)."""
+        if self.max_ongoing_requests is not None:
+            return self.max_ongoing_requests
+        seqs = self.engine_kwargs().get("max_num_seqs")
+        return int(seqs) if seqs is not None else DEFAULT_MAX_NUM_SEQS[self.accelerator.type]
+
+    @property
+    def effective_max_queued_requests(self) -> int:
+        """``max_queued_requests``, else twice the effective ongoing limit."""
+        if self.max_queued_requests is not None:
+            return self.max_queued_requests
+        return 2 * self.effective_max_ongoing_requests

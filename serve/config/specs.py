@@ -1,0 +1,257 @@
+"""The small building blocks of the fleet config: accelerator, autoscaling, LoRA, router, security, Ray."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from serve.catalog import TASKS, UnknownGpuError, load_catalog
+
+logger = logging.getLogger(__name__)
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+_NAME_RE = re.compile(NAME_PATTERN)
+SAMPLING_KEYS: frozenset[str] = frozenset(
+    {"temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty"}
+)
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Accelerator(StrictModel):
+    """Where one replica of a deployment runs.
+
+    Attributes:
+        type: ``cpu`` or ``gpu``.
+        count: GPUs per replica (TP x PP x DP must not exceed it); CPU bundles on cpu.
+        gpu_type: GPU model from the catalog's table (H200, H100, A100-80GB, ...); enables capability checks.
+    """
+
+    type: Literal["cpu", "gpu"] = "cpu"
+    count: int = Field(default=1, ge=1)
+    gpu_type: str | None = None
+
+    @field_validator("gpu_type")
+    @classmethod
+    def _known_gpu(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return load_catalog().gpu(value).name
+        except UnknownGpuError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _gpu_type_needs_gpu(self) -> Accelerator:
+        if self.type == "cpu" and self.gpu_type is not None:
+            raise ValueError(f"gpu_type={self.gpu_type} given but accelerator.type is cpu; set type: gpu")
+        return self
+
+
+class Autoscaling(StrictModel):
+    """Ray Serve autoscaling bounds for a deployment.
+
+    Attributes:
+        min_replicas: Lower bound (0 allows scale to zero).
+        max_replicas: Upper bound, at least ``min_replicas``.
+        target_ongoing_requests: Requests per replica the autoscaler aims for.
+    """
+
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=1, ge=1)
+    target_ongoing_requests: float = Field(default=16.0, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas={self.max_replicas} is below min_replicas={self.min_replicas}")
+        return self
+
+
+class LoraSpec(StrictModel):
+    """LoRA adapters served beside a base deployment.
+
+    Attributes:
+        adapters: Adapter name -> local directory (holding ``adapter_config.json``).
+        max_loras: Adapters resident at once.
+        max_lora_rank: Largest adapter rank accepted.
+    """
+
+    adapters: dict[str, str] = Field(default_factory=dict)
+    max_loras: int = Field(default=4, ge=1)
+    max_lora_rank: int = Field(default=16, ge=1)
+
+    @field_validator("adapters")
+    @classmethod
+    def _adapters(cls, value: dict[str, str]) -> dict[str, str]:
+        from serve.config.paths import expand_path
+
+        out: dict[str, str] = {}
+        for name, path in value.items():
+            if not _NAME_RE.match(name) or ":" in name:
+                raise ValueError(f"invalid adapter name {name!r}: use letters, digits, '.', '_', '-'")
+            expanded = expand_path(path)
+            if not Path(expanded).is_dir():
+                raise ValueError(f"adapter {name!r}: directory {expanded} does not exist")
+            out[name] = expanded
+        return out
+
+
+class TaskPolicy(StrictModel):
+    """How the router serves one task.
+
+    Attributes:
+        candidates: Deployment names to try, in order (spill-over goes down the list).
+        system_prompt: Added when the request has no system message.
+        sampling: Defaults for unset sampling fields (temperature, top_p, top_k, min_p, penalties).
+        enable_thinking: Qwen3 thinking mode default (None: leave the model's default).
+    """
+
+    candidates: list[str] = Field(default_factory=list)
+    system_prompt: str | None = None
+    sampling: dict[str, float | int] = Field(default_factory=dict)
+    enable_thinking: bool | None = None
+
+    @field_validator("sampling")
+    @classmethod
+    def _sampling_keys(cls, value: dict[str, float | int]) -> dict[str, float | int]:
+        unknown = sorted(set(value) - SAMPLING_KEYS)
+        if unknown:
+            raise ValueError(f"unknown sampling keys {unknown}; allowed: {sorted(SAMPLING_KEYS)}")
+        return value
+
+
+class SaturationSpec(StrictModel):
+    """When the router treats a deployment as full and spills to the next candidate.
+
+    Attributes:
+        max_ongoing_ratio: Fraction of the deployment's effective ``max_ongoing_requests``.
+        queue_threshold: Queued requests tolerated before spilling.
+    """
+
+    max_ongoing_ratio: float = Field(default=0.9, gt=0, le=1)
+    queue_threshold: int = Field(default=0, ge=0)
+
+
+class RouterSpec(StrictModel):
+    """The task router's policy.
+
+    Attributes:
+        tasks: Task -> policy. Tasks left out get candidates from the deployments' capabilities.
+        default_task: Task used when the classifier has no signal.
+        aliases: Virtual model names -> task (None: classify the request).
+        saturation: Spill-over thresholds.
+        classifier: Free knobs for the classifier.
+    """
+
+    tasks: dict[str, TaskPolicy] = Field(default_factory=dict)
+    default_task: str = "general"
+    aliases: dict[str, str | None] = Field(default_factory=lambda: {"auto": None})
+    saturation: SaturationSpec = Field(default_factory=SaturationSpec)
+    classifier: dict[str, object] = Field(default_factory=dict)
+
+    @field_validator("aliases")
+    @classmethod
+    def _alias_names(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        for alias in value:
+            if not _NAME_RE.match(alias):
+                raise ValueError(f"invalid alias name {alias!r}")
+        return value
+
+
+class RateLimitSpec(StrictModel):
+    """Per-key rate limits (None: unlimited).
+
+    Attributes:
+        requests_per_minute: Requests per key per minute.
+        tokens_per_minute: Prompt + completion tokens per key per minute.
+    """
+
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+
+
+class InputLimits(StrictModel):
+    """Request limits enforced before anything reaches an engine.
+
+    Attributes:
+        max_body_bytes: Largest request body.
+        max_messages: Most chat messages.
+        max_tokens_cap: Largest ``max_tokens`` accepted.
+        max_n: Largest ``n``.
+        max_stop_sequences: Most stop strings.
+        request_timeout_s: Whole-request timeout.
+    """
+
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_messages: int = Field(default=512, ge=1)
+    max_tokens_cap: int = Field(default=32768, ge=1)
+    max_n: int = Field(default=8, ge=1)
+    max_stop_sequences: int = Field(default=16, ge=0)
+    request_timeout_s: float = Field(default=600.0, gt=0)
+
+
+class SecuritySpec(StrictModel):
+    """API keys, rate limits and input limits.
+
+    Attributes:
+        api_keys_env: Environment variable holding comma-separated keys.
+        api_keys_file: File with one key per line.
+        require_api_key: Refuse requests without a valid key.
+        metrics_public: Serve ``/metrics`` without a key.
+        rate_limit: Per-key rate limits.
+        limits: Input limits.
+    """
+
+    api_keys_env: str | None = None
+    api_keys_file: str | None = None
+    require_api_key: bool = False
+    metrics_public: bool = True
+    rate_limit: RateLimitSpec = Field(default_factory=RateLimitSpec)
+    limits: InputLimits = Field(default_factory=InputLimits)
+
+    @model_validator(mode="after")
+    def _keys_source(self) -> SecuritySpec:
+        if self.require_api_key and not (self.api_keys_env or self.api_keys_file):
+            raise ValueError("require_api_key is true but neither api_keys_env nor api_keys_file is set")
+        return self
+
+
+class RaySpec(StrictModel):
+    """How the stack starts or joins Ray.
+
+    Attributes:
+        num_cpus: Logical CPUs for a local ``ray.init`` (more than cores so every deployment schedules).
+        env: Runtime environment variables for every replica.
+        address: An existing cluster to join (None: start a local one).
+    """
+
+    num_cpus: int | None = Field(default=None, ge=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    address: str | None = None
+
+
+__all__ = [
+    "NAME_PATTERN",
+    "SAMPLING_KEYS",
+    "TASKS",
+    "Accelerator",
+    "Autoscaling",
+    "InputLimits",
+    "LoraSpec",
+    "RateLimitSpec",
+    "RaySpec",
+    "RouterSpec",
+    "SaturationSpec",
+    "SecuritySpec",
+    "StrictModel",
+    "TaskPolicy",
+]

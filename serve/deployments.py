@@ -1,0 +1,132 @@
+"""Fleet entry -> ``LLMConfig`` -> one Ray Serve LLMServer deployment per Qwen variant.
+
+This is the only module that knows ``ray.serve.llm``. Each deployment hosts one real vLLM engine through Ray
+Serve LLM's :class:`~ray.serve.llm.LLMServer` (engine start, placement, LoRA, health checks and replica
+restarts all stay Ray's). On top of it, :class:`QwenLLMServer` adds one thing: the replica serves vLLM's own
+OpenAI ASGI app (the same app Ray Serve LLM uses for its single-model "direct streaming" mode) on a private
+port of its node, and registers that address in Ray's internal KV under its deployment name.
+
+Why: the router relays the engine's SSE bytes over one keep-alive HTTP connection instead of moving every
+token chunk through a Ray actor call. On this machine the per-chunk handle hop is what costs Ray Serve LLM's
+multi-model path 15 % of raw vLLM's throughput (STACK-NOTES.md); the byte relay keeps parity while keeping
+Ray Serve for placement, scaling and recovery. Several models and one ingress, unlike direct streaming.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ray.serve.deployment import Application
+
+    from serve.config import DeploymentSpec, FleetConfig
+
+logger = logging.getLogger(__name__)
+
+#: Prefix of the internal-KV keys under which engine replicas publish their HTTP address.
+ENDPOINT_KEY_PREFIX = "qwen-serve/endpoints/"
+#: Ray namespace of the internal KV entries.
+KV_NAMESPACE = "qwen-serve"
+
+# Engine keys that only make sense on GPUs; dropped for CPU deployments.
+_GPU_ONLY_KEYS = ("gpu_memory_utilization", "enable_expert_parallel", "data_parallel_size")
+
+
+def endpoint_key(deployment: str, replica_id: str) -> bytes:
+    """Internal-KV key of one replica's endpoint record."""
+    return f"{ENDPOINT_KEY_PREFIX}{deployment}/{replica_id}".encode()
+
+
+def _llm_server_cls() -> type:
+    """Import :class:`serve.engine_server.QwenLLMServer` lazily (Ray Serve LLM pulls in vLLM)."""
+    from serve.engine_server import QwenLLMServer
+
+    return QwenLLMServer
+
+
+def build_llm_config(spec: DeploymentSpec, fleet: FleetConfig | None = None) -> Any:
+    """Translate one fleet deployment into Ray Serve LLM's ``LLMConfig``.
+
+    Args:
+        spec: The fleet entry.
+        fleet: The whole fleet (for runtime environment variables).
+
+    Returns:
+        A ``ray.serve.llm.LLMConfig``.
+    """
+    from ray.serve.llm import LLMConfig
+
+    engine = dict(spec.engine_kwargs())
+    deployment: dict[str, Any] = {
+        "max_ongoing_requests": spec.effective_max_ongoing_requests,
+        "health_check_period_s": 10,
+        "health_check_timeout_s": 30,
+        "graceful_shutdown_timeout_s": 30,
+    }
+    if spec.autoscaling is not None:
+        deployment["autoscaling_config"] = {
+            "min_replicas": spec.autoscaling.min_replicas,
+            "max_replicas": spec.autoscaling.max_replicas,
+            "target_ongoing_requests": spec.autoscaling.target_ongoing_requests,
+        }
+    else:
+        deployment["autoscaling_config"] = {"min_replicas": spec.replicas, "max_replicas": spec.replicas}
+    kwargs: dict[str, Any] = {}
+    env = dict(fleet.ray.env) if fleet is not None else {}
+    if spec.accelerator.type == "cpu":
+        for key in _GPU_ONLY_KEYS:
+            engine.pop(key, None)
+        # Without an explicit bundle Ray Serve LLM asks for a GPU and waits forever (STACK-NOTES.md).
+        kwargs["placement_group_config"] = {"bundles": [{"CPU": 1}]}
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    elif spec.accelerator.gpu_type:
+        kwargs["accelerator_type"] = _ray_accelerator_type(spec.accelerator.gpu_type)
+    if spec.lora is not None:
+        engine.setdefault("enable_lora", True)
+        engine.setdefault("max_lora_rank", spec.lora.max_lora_rank)
+        engine.setdefault("max_loras", spec.lora.max_loras)
+    if env:
+        kwargs["runtime_env"] = {"env_vars": env}
+    return LLMConfig(
+        model_loading_config={"model_id": spec.name, "model_source": spec.model_source},
+        engine_kwargs=engine,
+        deployment_config=deployment,
+        # Tokens go straight from vLLM's HTTP app to the router: no re-batching every 50 ms.
+        experimental_configs={"stream_batching_interval_ms": 0},
+        log_engine_metrics=True,
+        **kwargs,
+    )
+
+
+def _ray_accelerator_type(gpu_type: str) -> str:
+    # Ray's accelerator names: H100, A100-80G, A100-40G, L4, A10G, T4, L40S; H200 has none of its own in
+    # some Ray releases, so it is left to the resources the cluster advertises.
+    mapping = {"A100-80GB": "A100-80G", "A100-40GB": "A100-40G"}
+    return mapping.get(gpu_type, gpu_type)
+
+
+def build_engine_deployment(spec: DeploymentSpec, fleet: FleetConfig | None = None) -> Application:
+    """Build the Ray Serve application node of one engine deployment.
+
+    Args:
+        spec: The fleet entry.
+        fleet: The whole fleet.
+
+    Returns:
+        A bound deployment named ``engine-<name>``.
+    """
+    from ray.serve.llm import build_llm_deployment
+
+    llm_config = build_llm_config(spec, fleet)
+    return build_llm_deployment(
+        llm_config,
+        name_prefix="engine-",
+        bind_kwargs={"deployment_name": spec.name},
+        deployment_cls=_llm_server_cls(),
+    )
+
+
+def engine_deployment_name(name: str) -> str:
+    """Ray Serve deployment name of the engine deployment serving model ``name``."""
+    return "engine-" + name.replace("/", "--").replace(".", "_")

@@ -1,0 +1,95 @@
+"""The engine replica: Ray Serve LLM's LLMServer plus a private HTTP endpoint for the router's byte relay.
+
+Imported only inside Ray workers and builders (it imports Ray Serve LLM, which imports vLLM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from ray import serve
+from ray.experimental import internal_kv
+from ray.serve.llm import LLMServer
+
+from serve.deployments import KV_NAMESPACE, endpoint_key
+
+logger = logging.getLogger(__name__)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _node_ip() -> str:
+    import ray
+
+    return str(ray.util.get_node_ip_address())
+
+
+class QwenLLMServer(LLMServer):  # type: ignore[misc]
+    """One vLLM engine per replica, reachable by Ray handle and by a private HTTP port.
+
+    The HTTP app is vLLM's own OpenAI server app over this replica's engine (what Ray Serve LLM's
+    ``__serve_build_asgi_app__`` builds), served by uvicorn on the replica's event loop. Its address is
+    published in Ray's internal KV so the router can find every replica of a deployment.
+    """
+
+    async def __init__(self, llm_config: Any, *, deployment_name: str, **kwargs: Any) -> None:
+        await super().__init__(llm_config, **kwargs)
+        self._deployment_name = deployment_name
+        self._http_task: asyncio.Task[None] | None = None
+        self._key: bytes | None = None
+        self._url = ""
+        await self._start_http()
+
+    async def _start_http(self) -> None:
+        import uvicorn
+
+        app = await self.__serve_build_asgi_app__()
+        host = os.environ.get("QWEN_SERVE_ENGINE_HOST") or _node_ip()
+        port = _free_port(host)
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False,
+            lifespan="off", timeout_keep_alive=75, loop="none", backlog=4096,
+        )
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._http_task = asyncio.get_running_loop().create_task(server.serve())
+        for _ in range(400):
+            if server.started:
+                break
+            if self._http_task.done():
+                self._http_task.result()  # surfaces the bind error
+            await asyncio.sleep(0.05)
+        replica_id = serve.get_replica_context().replica_id.unique_id
+        self._url = f"http://{host}:{port}"
+        record = {
+            "url": self._url,
+            "deployment": self._deployment_name,
+            "replica": replica_id,
+            "pid": os.getpid(),
+            "started": time.time(),
+        }
+        self._key = endpoint_key(self._deployment_name, replica_id)
+        internal_kv._internal_kv_put(self._key, json.dumps(record).encode(), namespace=KV_NAMESPACE)
+        logger.info("engine %s replica %s serving on %s", self._deployment_name, replica_id, self._url)
+
+    async def endpoint(self) -> str:
+        """Return this replica's private engine URL (for status and tests)."""
+        return self._url
+
+    async def __del__(self) -> None:
+        if self._key is not None:
+            try:
+                internal_kv._internal_kv_del(self._key, namespace=KV_NAMESPACE)
+            except Exception:  # noqa: BLE001 - best effort during shutdown
+                logger.debug("could not deregister %s", self._key)
+        await super().__del__()

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible, task-aware router (the Serve ingress)."""

@@ -1,0 +1,252 @@
+"""``create_app``: the router's FastAPI app, wired from a fleet config and injected collaborators.
+
+Routes (all OpenAI-shaped): ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions``,
+``POST /v1/route`` (the routing decision without generating), ``GET /health`` (liveness), ``GET /ready``
+(every deployment has a live engine endpoint), ``GET /metrics`` (Prometheus), ``GET /v1/status``.
+
+The handlers are thin: they hand the request to :class:`serve.router.service.RouterService`. Request bodies
+are read as bytes and parsed once with orjson (no pydantic model on the hot path); the OpenAPI schema still
+documents them for clients and fuzzers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serve.router.metrics import RouterMetrics
+from serve.router.policy import RoutingPolicy
+from serve.router.protocol import (
+    ErrorResponse,
+    InvalidRequestError,
+    ModelNotFoundError,
+    RouterError,
+    error_response,
+)
+from serve.router.service import RouterService, parse_body
+from serve.router.tokens import TokenCounter
+from serve.router.upstream import EndpointRegistry, RegistryRefresher, make_session
+
+logger = logging.getLogger(__name__)
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 408, 413, 429, 502, 503)
+}
+_BODY_DOC = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
+
+
+class RequestIdMiddleware:
+    """Reuse ``x-request-id`` or make one; expose it on ``request.state`` and the response headers.
+
+    A pure ASGI middleware (not ``BaseHTTPMiddleware``), so streaming and disconnects pass through untouched.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = ""
+        for k, v in scope.get("headers", ()):
+            if k == b"x-request-id":
+                rid = v.decode("latin-1")[:64]
+                break
+        if not rid or not rid.isprintable():
+            rid = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        raw = rid.encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(k == b"x-request-id" for k, _ in headers):
+                    headers.append((b"x-request-id", raw))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _rid(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "") or "")
+
+
+def create_app(
+    fleet: Any,
+    registry: EndpointRegistry,
+    *,
+    classifier: Any = None,
+    guard: Any = None,
+    refresh_interval_s: float = 1.0,
+) -> FastAPI:
+    """Build the router app.
+
+    Args:
+        fleet: The :class:`serve.config.FleetConfig`.
+        registry: Where the engine endpoints are (``RayKVRegistry`` in the stack, ``StaticRegistry`` in tests).
+        classifier: Task classifier; defaults to :class:`serve.router.classify.Classifier` over the fleet's tasks.
+        guard: Admission control (API keys, rate limits); defaults to one built from ``fleet.security``.
+        refresh_interval_s: How often the endpoint table is refreshed.
+
+    Returns:
+        The FastAPI app. Its ``state.service`` is the :class:`RouterService`.
+    """
+    if classifier is None:
+        from serve.router.classify import Classifier
+
+        classifier = Classifier(tasks=tuple(fleet.router.tasks), default_task=fleet.router.default_task,
+                                options=getattr(fleet.router, "classifier", None) or None)
+    if guard is None:
+        guard = _default_guard(fleet)
+    metrics = RouterMetrics([d.name for d in fleet.deployments], fleet.router.tasks)
+    policy = RoutingPolicy(fleet, registry, TokenCounter())
+    service = RouterService(fleet, policy, classifier, registry, metrics, guard)
+    refresher = RegistryRefresher(registry, refresh_interval_s)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.session = make_session()
+        await refresher.start()
+        try:
+            yield
+        finally:
+            await refresher.stop()
+            await service.session.close()
+
+    app = FastAPI(title="qwen-serve router", version="0.1.0", lifespan=lifespan)
+    app.state.service = service
+    app.add_middleware(RequestIdMiddleware)
+    _install_error_handlers(app)
+    _install_routes(app, service)
+    return app
+
+
+def _default_guard(fleet: Any) -> Any:
+    try:
+        from serve.security import Guard
+    except ImportError:
+        return None
+    return Guard.from_fleet(fleet)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RouterError)
+    async def _router_error(request: Request, exc: RouterError) -> Response:
+        return error_response(exc, _rid(request))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errs = exc.errors()
+        param = ".".join(str(p) for p in errs[0]["loc"][1:]) if errs else None
+        return error_response(InvalidRequestError("Invalid request parameters.", param=param or None),
+                              _rid(request))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        err = RouterError(str(exc.detail) if exc.status_code < 500 else "Internal server error",
+                          status=exc.status_code, code=str(exc.status_code))
+        err.err_type = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return error_response(err, _rid(request))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("request_id=%s unexpected error", _rid(request))
+        return error_response(exc, _rid(request))
+
+
+def _install_routes(app: FastAPI, service: RouterService) -> None:
+    fleet = service.fleet
+
+    @app.post("/v1/chat/completions", responses=_ERRORS, openapi_extra=_BODY_DOC)
+    async def chat(request: Request) -> Response:
+        return await service.handle(request, "chat")
+
+    @app.post("/v1/completions", responses=_ERRORS, openapi_extra=_BODY_DOC)
+    async def completions(request: Request) -> Response:
+        return await service.handle(request, "completions")
+
+    @app.post("/v1/route", responses=_ERRORS, openapi_extra=_BODY_DOC)
+    async def route(request: Request) -> Response:
+        raw = await request.body()
+        if service.guard is not None:
+            await service.guard.admit(request, raw, charge=False)
+        body = parse_body(raw)
+        kind = "chat" if "messages" in body else "completions"
+        from serve.router.validate import validate_body
+
+        validate_body(body, kind, service.limits)
+        d = service.decide(body, request.headers)
+        return JSONResponse({"task": d.task, "model": d.model, "candidates": d.candidates, "reason": d.reason,
+                             "signals": d.signals, "language": d.language, "spilled": d.spilled})
+
+    @app.get("/v1/models", responses=_ERRORS)
+    async def models(request: Request) -> Response:
+        if service.guard is not None:
+            await service.guard.admit(request, b"", charge=False)
+        now = int(time.time())
+        data = []
+        for mid in service.policy.model_ids():
+            meta = _model_meta(fleet, service, mid)
+            data.append({"id": mid, "object": "model", "created": now, "owned_by": "qwen-serve", **meta})
+        return JSONResponse({"object": "list", "data": data})
+
+    @app.get("/v1/models/{model_id:path}", responses=_ERRORS)
+    async def model(request: Request, model_id: str) -> Response:
+        if model_id not in service.policy.model_ids():
+            raise ModelNotFoundError(f"The model `{model_id}` does not exist.", param="model",
+                                     code="model_not_found")
+        meta = _model_meta(fleet, service, model_id)
+        return JSONResponse({"id": model_id, "object": "model", "created": int(time.time()),
+                             "owned_by": "qwen-serve", **meta})
+
+    @app.get("/health")
+    async def health() -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        status = {d.name: len(service.registry.load(d.name).healthy_endpoints) for d in fleet.deployments}
+        ok = all(n > 0 for n in status.values()) and not service.draining
+        return JSONResponse({"ready": ok, "deployments": status, "draining": service.draining},
+                            status_code=200 if ok else 503)
+
+    @app.get("/v1/status")
+    async def status() -> Response:
+        return JSONResponse({"endpoints": service.registry.snapshot(), "draining": service.draining})
+
+    @app.post("/admin/drain")
+    async def drain(request: Request) -> Response:
+        if request.client is None or request.client.host not in ("127.0.0.1", "::1", "localhost"):
+            raise RouterError("Drain is only accepted from localhost.", status=403, code="forbidden")
+        service.draining = True
+        inflight = sum(service.registry.load(d.name).ongoing for d in fleet.deployments)
+        return JSONResponse({"draining": True, "inflight": inflight})
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        if service.guard is not None and not fleet.security.metrics_public:
+            await service.guard.admit(request, b"", charge=False)
+        return Response(service.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def _model_meta(fleet: Any, service: RouterService, mid: str) -> dict[str, Any]:
+    spec = service.policy.specs.get(mid.partition(":")[0])
+    if spec is None:
+        task = fleet.router.aliases.get(mid)
+        return {"qwen": {"virtual": True, "task": task or "auto"}}
+    caps = spec.capabilities
+    return {"max_model_len": spec.context_length,
+            "qwen": {"variant": spec.variant, "capabilities": caps.model_dump() if hasattr(caps, "model_dump")
+                     else dict(caps)}}

@@ -1,0 +1,223 @@
+"""Turn an OpenAI request body into the bounded text views the signal families scan.
+
+Only a bounded amount of text is ever scanned, so classification stays fast for long prompts:
+
+* last user turn: its first ``head_chars`` plus its last ``tail_chars`` (instructions tend to sit at the
+  start, the question at the end; the middle of a long paste adds little);
+* context: the earlier turns, newest first, up to ``context_chars`` in total;
+* system prompt: its first ``system_chars``.
+
+Fenced code blocks are removed from a "prose" copy of each view (math/reasoning/general signals scan prose, so
+formulas inside code do not make a request look like maths); fence language tags are kept for the code family.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_HEAD_CHARS = 2048
+DEFAULT_TAIL_CHARS = 6144
+DEFAULT_CONTEXT_CHARS = 2048
+DEFAULT_SYSTEM_CHARS = 1024
+
+# A fenced block: ``` or ~~~ with optional language tag. Unterminated fences run to the end of the text.
+FENCE_RE = re.compile(r"(?:```|~~~)[ \t]*([\w+#.-]*)[^\n]*\n?(.*?)(?:```|~~~|\Z)", re.DOTALL)
+# Fence tags that mark maths, not code.
+MATH_FENCES = frozenset({"latex", "tex", "math", "katex", "mathjax"})
+
+VISION_PARTS = frozenset({"image_url", "image", "input_image", "video_url", "video"})
+AUDIO_PARTS = frozenset({"input_audio", "audio_url", "audio"})
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One bounded piece of request text, with its prose (code-free) copy and fence tags.
+
+    Attributes:
+        text: Bounded original text.
+        lowered: ``text.lower()``.
+        prose: ``text`` with non-maths fenced blocks replaced by a space.
+        prose_lowered: ``prose.lower()``.
+        fences: Language tags of the code fences found (lower-case, possibly ``""`` for untagged).
+    """
+
+    text: str = ""
+    lowered: str = ""
+    prose: str = ""
+    prose_lowered: str = ""
+    fences: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, text: str) -> Scope:
+        """Build a scope from already-bounded text."""
+        if not text:
+            return cls()
+        fences: list[str] = []
+        if "```" in text or "~~~" in text:
+            def _drop(m: re.Match[str]) -> str:
+                tag = m.group(1).lower()
+                if tag in MATH_FENCES:
+                    return m.group(2)
+                fences.append(tag)
+                return " "
+            prose = FENCE_RE.sub(_drop, text)
+        else:
+            prose = text
+        return cls(text, text.lower(), prose, prose.lower(), tuple(fences))
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """What the signal families see of a request.
+
+    Attributes:
+        last: The last user turn (or the completions prompt), bounded.
+        context: Earlier turns (user, assistant, tool), bounded, newest first.
+        system: System/developer prompt, bounded.
+        image_parts: Image parts anywhere in the conversation.
+        video_parts: Video parts anywhere in the conversation.
+        audio_parts: Audio parts anywhere in the conversation.
+        tool_names: Names of the tool/function definitions (lower-case).
+        thinking: The client asked for thinking (``enable_thinking`` / ``reasoning_effort``).
+        scanned_chars: Total characters handed to the scanners (for tests of the bound).
+    """
+
+    last: Scope = field(default_factory=Scope)
+    context: Scope = field(default_factory=Scope)
+    system: Scope = field(default_factory=Scope)
+    image_parts: int = 0
+    video_parts: int = 0
+    audio_parts: int = 0
+    tool_names: tuple[str, ...] = ()
+    thinking: bool = False
+    scanned_chars: int = 0
+
+
+@dataclass
+class _Counts:
+    image: int = 0
+    video: int = 0
+    audio: int = 0
+
+
+def bound(text: str, head: int, tail: int) -> str:
+    """Keep the first ``head`` and last ``tail`` characters of ``text``."""
+    if len(text) <= head + tail:
+        return text
+    return text[:head] + "\n" + text[len(text) - tail:]
+
+
+def _content_text(content: Any, counts: _Counts) -> str:
+    """Text of a message's content (string or list of parts), counting media parts on the way."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, Sequence):
+        return ""
+    texts: list[str] = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        if not isinstance(part, Mapping):
+            continue
+        kind = part.get("type")
+        if kind in ("text", "input_text"):
+            t = part.get("text")
+            if isinstance(t, str):
+                texts.append(t)
+        elif kind in VISION_PARTS:
+            if str(kind).startswith("video"):
+                counts.video += 1
+            else:
+                counts.image += 1
+        elif kind in AUDIO_PARTS:
+            counts.audio += 1
+    return "\n".join(texts)
+
+
+def _prompt_text(prompt: Any) -> str:
+    """Text of a completions ``prompt`` (string, list of strings; token-id prompts yield nothing)."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, Sequence):
+        return "\n".join(p for p in prompt if isinstance(p, str))
+    return ""
+
+
+def _tool_names(body: Mapping[str, Any]) -> tuple[str, ...]:
+    names: list[str] = []
+    for key in ("tools", "functions"):
+        tools = body.get(key)
+        if not isinstance(tools, Sequence) or isinstance(tools, str):
+            continue
+        for tool in tools:
+            if not isinstance(tool, Mapping):
+                continue
+            fn = tool.get("function", tool)
+            name = fn.get("name") if isinstance(fn, Mapping) else None
+            if isinstance(name, str):
+                names.append(name.lower()[:64])
+    return tuple(names[:64])
+
+
+def _wants_thinking(body: Mapping[str, Any]) -> bool:
+    kwargs = body.get("chat_template_kwargs")
+    if isinstance(kwargs, Mapping) and kwargs.get("enable_thinking") is True:
+        return True
+    effort = body.get("reasoning_effort")
+    return isinstance(effort, str) and effort.lower() in ("medium", "high")
+
+
+def view_of(body: Mapping[str, Any], *, head_chars: int = DEFAULT_HEAD_CHARS,
+            tail_chars: int = DEFAULT_TAIL_CHARS, context_chars: int = DEFAULT_CONTEXT_CHARS,
+            system_chars: int = DEFAULT_SYSTEM_CHARS) -> RequestView:
+    """Build the bounded :class:`RequestView` of a chat-completions or completions body.
+
+    Args:
+        body: Request body as a dict.
+        head_chars: Characters kept from the start of the last user turn.
+        tail_chars: Characters kept from the end of the last user turn.
+        context_chars: Total characters kept from earlier turns (newest first).
+        system_chars: Characters kept from the start of the system prompt(s).
+
+    Returns:
+        The request view.
+    """
+    counts = _Counts()
+    last = ""
+    context_parts: list[str] = []
+    system_parts: list[str] = []
+    messages = body.get("messages")
+    if isinstance(messages, Sequence) and not isinstance(messages, str):
+        last_user = -1
+        for i, msg in enumerate(messages):
+            if isinstance(msg, Mapping) and msg.get("role") == "user":
+                last_user = i
+        budget = context_chars
+        for i in range(len(messages) - 1, -1, -1):
+            msg = messages[i]
+            if not isinstance(msg, Mapping):
+                continue
+            text = _content_text(msg.get("content"), counts)
+            role = msg.get("role")
+            if i == last_user:
+                last = bound(text, head_chars, tail_chars)
+            elif role in ("system", "developer"):
+                system_parts.append(text[:system_chars])
+            elif budget > 0 and text:
+                piece = text[len(text) - budget:] if len(text) > budget else text
+                budget -= len(piece)
+                context_parts.append(piece)
+    else:
+        last = bound(_prompt_text(body.get("prompt")), head_chars, tail_chars)
+    system = "\n".join(reversed(system_parts))[:system_chars]
+    context = "\n".join(context_parts)
+    return RequestView(
+        last=Scope.of(last), context=Scope.of(context), system=Scope.of(system),
+        image_parts=counts.image, video_parts=counts.video, audio_parts=counts.audio,
+        tool_names=_tool_names(body), thinking=_wants_thinking(body),
+        scanned_chars=len(last) + len(context) + len(system),
+    )

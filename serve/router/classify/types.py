@@ -1,0 +1,165 @@
+"""Value types shared by the classifier's signal families and its pipeline.
+
+Nothing here ever stores prompt text: a :class:`Signal`'s ``detail`` is built only from closed vocabularies
+(rule labels, known language names, file extensions), so it is safe to log and to return in headers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+# Scope multipliers: a signal found in the last user turn counts fully; the same signal in earlier turns or in
+# the system prompt counts less (they set the scene but the last turn says what is wanted now).
+SCOPE_LAST = "last"
+SCOPE_CONTEXT = "ctx"
+SCOPE_SYSTEM = "sys"
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One piece of evidence for a task.
+
+    Attributes:
+        name: The signal family that produced it (``header``, ``modality``, ``tools``, ``code``, ``math``,
+            ``reasoning``, ``general``, ``language``, ``thinking``).
+        task: The task this evidence votes for.
+        weight: Its contribution to the task's score, already scaled by scope.
+        detail: A short label from a closed vocabulary (never prompt text), e.g. ``fenced block(python)``.
+    """
+
+    name: str
+    task: str
+    weight: float
+    detail: str
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The classifier's verdict for one request.
+
+    Attributes:
+        task: The chosen task (one of the classifier's tasks).
+        signals: Every signal that fired, strongest first.
+        reason: Human-readable explanation, e.g. ``code: fenced block(python)+keyword(def)``.
+        language: ISO 639-1 code of the last user turn's language (``und`` if unknown).
+    """
+
+    task: str
+    signals: tuple[Signal, ...]
+    reason: str
+    language: str
+    scores: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A precompiled pattern that votes for a task when it matches.
+
+    Attributes:
+        label: Detail label; if it contains ``{}`` the matched text (lower-cased) is substituted, but only
+            when it belongs to ``vocab`` (otherwise ``*``), so no free prompt text can leak.
+        task: Task the rule votes for.
+        weight: Weight of one hit.
+        pattern: Compiled regex; run on lower-cased text unless ``cased``.
+        cased: Run on the original text (for case-sensitive syntax like ``SELECT ... FROM``).
+        max_hits: Distinct matches counted (each adds ``weight``); 1 means "present or not".
+        vocab: Pattern (full match) of the finite vocabulary allowed in ``label``'s ``{}``.
+    """
+
+    label: str
+    task: str
+    weight: float
+    pattern: re.Pattern[str]
+    cased: bool = False
+    max_hits: int = 1
+    vocab: re.Pattern[str] | None = None
+
+
+def rule(label: str, task: str, weight: float, regex: str, *, cased: bool = False, max_hits: int = 1,
+         vocab: Iterable[str] = ()) -> Rule:
+    """Build a :class:`Rule`, compiling ``regex`` once (call at import time).
+
+    Args:
+        label: Detail label (may contain ``{}``).
+        task: Task voted for.
+        weight: Weight per hit.
+        regex: Pattern source; lower-case unless ``cased``.
+        cased: Match against the original text.
+        max_hits: Distinct matches counted.
+        vocab: Literal words or regex fragments allowed in the label's ``{}``; fragments that could match
+            open-ended text (``\\w``, ``.``, ``[^``) are dropped, so the vocabulary stays finite.
+
+    Returns:
+        The compiled rule.
+    """
+    flags = re.MULTILINE
+    safe = [v for v in vocab if not any(x in v for x in ("\\w", "\\S", ".", "[^", "*", "+"))]
+    vocab_re = re.compile("(?:" + "|".join(safe) + ")") if safe else None
+    return Rule(label, task, weight, re.compile(regex, flags), cased, max_hits, vocab_re)
+
+
+def words(*items: str) -> str:
+    """Join literal words/phrases (regex fragments allowed) into a word-bounded alternation."""
+    return r"(?<![\w])(?:" + "|".join(items) + r")(?![\w])"
+
+
+def stems(*items: str) -> str:
+    """Like :func:`words` but only the start is bounded, so inflected endings match (``lygt`` -> ``lygtis``)."""
+    return r"(?<![\w])(?:" + "|".join(items) + r")"
+
+
+def anywhere(*items: str) -> str:
+    """Unbounded alternation, for scripts written without spaces (Chinese, Japanese)."""
+    return "(?:" + "|".join(items) + ")"
+
+
+def apply_rules(rules: Iterable[Rule], text: str, lowered: str, factor: float, scope: str,
+                family: str) -> list[Signal]:
+    """Run ``rules`` over one scope of text and return the signals that fired.
+
+    Args:
+        rules: Rules to run.
+        text: Original text of the scope.
+        lowered: ``text.lower()``, computed once by the caller.
+        factor: Scope multiplier applied to every weight.
+        scope: Scope tag; non-``last`` scopes prefix the detail (``ctx:``/``sys:``).
+        family: Signal family name.
+
+    Returns:
+        Fired signals (possibly empty).
+    """
+    out: list[Signal] = []
+    if not text:
+        return out
+    prefix = "" if scope == SCOPE_LAST else scope + ":"
+    for r in rules:
+        target = text if r.cased else lowered
+        if r.max_hits == 1:
+            m = r.pattern.search(target)
+            if m is None:
+                continue
+            hits = [_token(m.group(0), r)]
+        else:
+            seen: list[str] = []
+            raw: set[str] = set()
+            for m in r.pattern.finditer(target):
+                key = m.group(0).lower().strip()
+                if key in raw:
+                    continue
+                raw.add(key)
+                seen.append(_token(key, r))
+                if len(seen) >= r.max_hits:
+                    break
+            if not seen:
+                continue
+            hits = seen
+        detail = r.label.format(",".join(dict.fromkeys(hits))) if "{}" in r.label else r.label
+        out.append(Signal(family, r.task, round(r.weight * len(hits) * factor, 3), prefix + detail))
+    return out
+
+
+def _token(matched: str, r: Rule) -> str:
+    key = matched.lower().strip()
+    return key if r.vocab is not None and r.vocab.fullmatch(key) else "*"

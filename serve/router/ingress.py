@@ -1,0 +1,40 @@
+"""The router as a Ray Serve ingress deployment (the app is built inside the replica).
+
+Imported only where Ray is available (the app builder and Ray workers).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+logger = logging.getLogger(__name__)
+
+
+@serve.ingress()
+class RouterIngress:
+    """Ray Serve ingress hosting :func:`serve.router.app.create_app` over the engines' Ray KV registry.
+
+    Args:
+        fleet: The fleet config as a JSON dict (what ``serveConfigV2`` carries).
+        engines: Handles of the engine deployments, keyed by model name. Binding them makes Serve deploy the
+            engines with the router; the router reaches them over their private HTTP endpoints and uses the
+            handles for health and status.
+    """
+
+    def __init__(self, fleet: dict[str, Any], engines: dict[str, DeploymentHandle] | None = None) -> None:
+        from serve.config import FleetConfig
+        from serve.logs import configure_logging
+
+        self._fleet = FleetConfig.from_dict(fleet)
+        configure_logging(json_format=self._fleet.log_json)
+        self._engines = engines or {}
+
+    async def __serve_build_asgi_app__(self) -> Any:
+        from serve.router.app import create_app
+        from serve.router.upstream import RayKVRegistry
+
+        return create_app(self._fleet, RayKVRegistry())

@@ -1,0 +1,263 @@
+"""Choose the deployment: explicit model or task policy, capability checks, load and health, spill-over.
+
+The policy is data (``fleet.router``): task -> ordered candidate deployments. :class:`RoutingPolicy` walks
+the candidates in order and takes the first one that
+
+1. can serve the request (vision for image parts, a tool parser for ``tools``, Qwen3 for thinking, and a
+   context length that holds the prompt plus ``max_tokens``),
+2. has at least one healthy engine endpoint, and
+3. is not saturated (ongoing requests below ``saturation.max_ongoing_ratio`` of its capacity).
+
+If every capable, healthy candidate is saturated, the least loaded one below its hard limit (ongoing +
+queued) still takes the request; if none is below its hard limit the answer is 503 with ``Retry-After``.
+Every decision carries a reason string that ends up in ``x-qwen-route-reason``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from serve.router.protocol import InvalidRequestError, ModelNotFoundError, OverloadedError
+from serve.router.tokens import TokenCounter
+from serve.router.upstream import EndpointRegistry
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a request needs from a deployment."""
+
+    vision: bool = False
+    tools: bool = False
+    thinking: bool = False
+    max_tokens: int = 0
+
+
+@dataclass
+class Decision:
+    """The outcome of routing one request."""
+
+    task: str
+    model: str
+    candidates: list[str]
+    reason: str
+    signals: list[dict[str, Any]] = field(default_factory=list)
+    language: str | None = None
+    spilled: str | None = None  # spill-over reason (closed set) when not the first candidate
+    adapter: str | None = None
+    explicit: bool = False
+
+
+def request_needs(body: Mapping[str, Any]) -> Needs:
+    """Read what a chat or completions body needs (images, tools, thinking, output budget)."""
+    vision = False
+    for msg in body.get("messages") or ():
+        content = msg.get("content") if isinstance(msg, Mapping) else None
+        if isinstance(content, list):
+            for part in content:
+                if isinstance(part, Mapping) and part.get("type") in ("image_url", "video_url", "image", "video"):
+                    vision = True
+    ctk = body.get("chat_template_kwargs")
+    thinking = isinstance(ctk, Mapping) and ctk.get("enable_thinking") is True
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+    n = body.get("n") or 1
+    return Needs(
+        vision=vision, tools=bool(body.get("tools")), thinking=thinking,
+        max_tokens=int(max_tokens) * (1 if isinstance(n, bool) else 1),
+    )
+
+
+class RoutingPolicy:
+    """Task policy + capability checks + spill-over over a fleet config.
+
+    Args:
+        fleet: The :class:`serve.config.FleetConfig`.
+        registry: Endpoint registry with the router's load bookkeeping.
+        tokens: Token counter for the context-length check.
+    """
+
+    def __init__(self, fleet: Any, registry: EndpointRegistry, tokens: TokenCounter) -> None:
+        self.fleet = fleet
+        self.registry = registry
+        self.tokens = tokens
+        self.specs = {d.name: d for d in fleet.deployments}
+        self.ratio = float(fleet.router.saturation.max_ongoing_ratio)
+
+    # --- capacity ---------------------------------------------------------------------------------
+    def capacity(self, name: str) -> tuple[int, int]:
+        """(soft, hard) in-flight limits of a deployment over its live endpoints."""
+        spec = self.specs[name]
+        n = max(1, len(self.registry.load(name).healthy_endpoints))
+        ongoing = int(spec.effective_max_ongoing_requests) * n
+        hard = ongoing + int(spec.effective_max_queued_requests) * n
+        return max(1, int(ongoing * self.ratio)), hard
+
+    def saturated(self, name: str) -> bool:
+        """Whether a deployment is at or above its spill-over threshold."""
+        return self.registry.load(name).ongoing >= self.capacity(name)[0]
+
+    # --- capability -------------------------------------------------------------------------------
+    def incapable(self, name: str, needs: Needs, body: Mapping[str, Any]) -> str | None:
+        """Why deployment ``name`` cannot serve the request (a short closed-set reason), or None."""
+        spec = self.specs[name]
+        caps = spec.capabilities
+        if needs.vision and not caps.vision:
+            return "no_vision"
+        if needs.tools and not caps.tools:
+            return "no_tools"
+        if needs.thinking and not caps.thinking:
+            return "no_thinking"
+        ctx = int(spec.context_length)
+        if not self.tokens.fits(body, ctx, needs.max_tokens):
+            return "context"
+        return None
+
+    # --- decisions --------------------------------------------------------------------------------
+    def resolve_model(self, model: str | None) -> tuple[str | None, str | None, str | None]:
+        """Split the ``model`` field into (deployment, adapter, task-or-None-for-classify).
+
+        Returns:
+            ``(deployment, adapter, None)`` for an explicit deployment (or ``deployment:adapter``),
+            ``(None, None, task)`` for a virtual model; a task of ``""`` means "classify".
+
+        Raises:
+            ModelNotFoundError: Unknown model.
+        """
+        aliases: Mapping[str, str | None] = self.fleet.router.aliases
+        if model is None or model == "":
+            return None, None, ""
+        if model in self.specs:
+            return model, None, None
+        if model in aliases:
+            return None, None, aliases[model] or ""
+        base, sep, adapter = model.partition(":")
+        if sep and base in self.specs:
+            lora = self.specs[base].lora
+            if lora is not None and adapter in lora.adapters:
+                return base, adapter, None
+        raise ModelNotFoundError(
+            f"The model `{model}` does not exist. Use one of: {', '.join(self.model_ids())}.",
+            param="model", code="model_not_found",
+        )
+
+    def model_ids(self) -> list[str]:
+        """Every addressable model id: deployments, adapters and virtual models."""
+        ids = list(self.specs)
+        for name, spec in self.specs.items():
+            if spec.lora is not None:
+                ids.extend(f"{name}:{a}" for a in spec.lora.adapters)
+        ids.extend(a for a in self.fleet.router.aliases if a not in ids)
+        return ids
+
+    def check_explicit(self, name: str, body: Mapping[str, Any]) -> str:
+        """Validate an explicitly named deployment; returns the reason string.
+
+        Raises:
+            InvalidRequestError: The deployment cannot serve this request.
+            OverloadedError: It has no healthy endpoint or is above its hard limit.
+        """
+        needs = request_needs(body)
+        why = self.incapable(name, needs, body)
+        if why is not None:
+            raise InvalidRequestError(_explain_incapable(why, name, self.specs[name]), param=_param_of(why),
+                                      code=why)
+        self._check_available(name)
+        return "explicit model"
+
+    def choose(self, task: str, body: Mapping[str, Any]) -> tuple[str, list[str], str, str | None]:
+        """Walk the task's candidates; returns (deployment, candidates, reason, spill-reason).
+
+        Raises:
+            InvalidRequestError: No candidate can serve the request at all (capabilities).
+            OverloadedError: Capable candidates exist but none can take it now.
+        """
+        policy = self.fleet.router.tasks.get(task)
+        candidates: Sequence[str] = list(policy.candidates) if policy is not None else []
+        needs = request_needs(body)
+        skipped: list[str] = []
+        capable: list[str] = []
+        for name in candidates:
+            why = self.incapable(name, needs, body)
+            if why is not None:
+                skipped.append(f"{name}:{why}")
+                continue
+            capable.append(name)
+        if not capable:
+            raise InvalidRequestError(_no_candidate_message(task, needs, skipped), param=_param_of_needs(needs),
+                                      code="no_capable_deployment")
+        spill: str | None = None
+        fallback: list[str] = []
+        for name in capable:
+            load = self.registry.load(name)
+            if not load.healthy_endpoints:
+                skipped.append(f"{name}:down")
+                spill = spill or "unhealthy"
+                continue
+            if self.saturated(name):
+                skipped.append(f"{name}:saturated")
+                spill = spill or "saturated"
+                fallback.append(name)
+                continue
+            return name, list(candidates), _reason(task, name, skipped), (spill if name != capable[0] else None)
+        for name in sorted(fallback, key=lambda n: self.registry.load(n).ongoing / self.capacity(n)[1]):
+            if self.registry.load(name).ongoing < self.capacity(name)[1]:
+                return name, list(candidates), _reason(task, name, skipped) + " (all saturated: least loaded)", spill
+        raise OverloadedError(
+            f"All deployments for task `{task}` are busy or down; retry later.", code="overloaded",
+            retry_after=2.0,
+        )
+
+    def _check_available(self, name: str) -> None:
+        load = self.registry.load(name)
+        if not load.healthy_endpoints:
+            raise OverloadedError(f"Deployment `{name}` has no healthy replica right now; retry later.",
+                                  code="deployment_unavailable", retry_after=5.0)
+        if load.ongoing >= self.capacity(name)[1]:
+            raise OverloadedError(f"Deployment `{name}` is at capacity; retry later.", code="overloaded",
+                                  retry_after=2.0)
+
+
+def _reason(task: str, chosen: str, skipped: list[str]) -> str:
+    base = f"task={task} -> {chosen}"
+    return base + (" (skipped " + ", ".join(skipped) + ")" if skipped else "")
+
+
+def _param_of(why: str) -> str:
+    return {"no_vision": "messages", "no_tools": "tools", "no_thinking": "chat_template_kwargs",
+            "context": "max_tokens"}.get(why, "model")
+
+
+def _param_of_needs(needs: Needs) -> str:
+    if needs.vision:
+        return "messages"
+    if needs.tools:
+        return "tools"
+    return "max_tokens"
+
+
+def _explain_incapable(why: str, name: str, spec: Any) -> str:
+    if why == "no_vision":
+        return f"Model `{name}` does not accept images; send them to a vision model (Qwen2.5-VL)."
+    if why == "no_tools":
+        return f"Model `{name}` has no tool-call parser configured; `tools` cannot be used with it."
+    if why == "no_thinking":
+        return f"Model `{name}` does not support thinking (enable_thinking is for Qwen3 models)."
+    return (f"The prompt plus max_tokens does not fit the context length of `{name}` "
+            f"({spec.context_length} tokens); shorten the prompt or lower max_tokens.")
+
+
+def _no_candidate_message(task: str, needs: Needs, skipped: list[str]) -> str:
+    if needs.vision:
+        return "This request contains images but no vision-capable model is deployed for it."
+    if needs.tools:
+        return "This request uses tools but no deployment with a tool-call parser serves it."
+    if needs.thinking:
+        return "enable_thinking was requested but no thinking-capable (Qwen3) deployment serves this task."
+    if any(s.endswith(":context") for s in skipped):
+        return ("The prompt plus max_tokens does not fit the context length of any deployment for task "
+                f"`{task}`; shorten the prompt or lower max_tokens.")
+    return f"No deployment is configured for task `{task}`."

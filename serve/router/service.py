@@ -1,0 +1,309 @@
+"""The router's request path: parse, admit, classify, choose, shape, dispatch (relay).
+
+:class:`RouterService` holds the collaborators (policy, classifier, endpoint registry, HTTP pool, guard,
+metrics) and runs one request through the steps of ARCHITECTURE.md. ``/v1/route`` calls :meth:`decide`, the
+same code without dispatch, so the dry run cannot disagree with the real decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from serve.router.defaults import apply_task_defaults
+from serve.router.metrics import RouterMetrics
+from serve.router.policy import Decision, RoutingPolicy
+from serve.router.protocol import (
+    InvalidRequestError,
+    OverloadedError,
+    RouterError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    sse_error,
+)
+from serve.router.upstream import Endpoint, EndpointRegistry
+from serve.router.validate import validate_body
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["chat", "completions"]
+PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+_CONNECT_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ServerTimeoutError, ConnectionError)
+
+
+def prompt_fingerprint(body: Mapping[str, Any]) -> tuple[str, int]:
+    """A short hash and the byte length of the prompt, for logs that never hold prompt text."""
+    raw = orjson.dumps(body.get("messages") if "messages" in body else body.get("prompt"))
+    return hashlib.blake2b(raw, digest_size=6).hexdigest(), len(raw)
+
+
+class RouterService:
+    """Runs requests through the router's steps.
+
+    Args:
+        fleet: The fleet config.
+        policy: The routing policy (task table, capability checks, spill-over).
+        classifier: Task classifier with ``classify(body, headers)``.
+        registry: Engine endpoints and load bookkeeping.
+        metrics: The router's metrics.
+        guard: Admission control (API keys, rate limits, input limits) with ``admit(request, raw)`` and
+            ``charge(key, tokens)``; None admits everything.
+    """
+
+    def __init__(self, fleet: Any, policy: RoutingPolicy, classifier: Any, registry: EndpointRegistry,
+                 metrics: RouterMetrics, guard: Any = None) -> None:
+        self.fleet = fleet
+        self.policy = policy
+        self.classifier = classifier
+        self.registry = registry
+        self.metrics = metrics
+        self.guard = guard
+        self.session: aiohttp.ClientSession | None = None
+        self.limits = fleet.security.limits
+        self.draining = False
+
+    # --- decide (shared with /v1/route) -----------------------------------------------------------
+    def decide(self, body: dict[str, Any], headers: Mapping[str, str]) -> Decision:
+        """Classify (when the model is virtual) and choose a deployment for ``body``.
+
+        Raises:
+            RouterError: 400 (capabilities), 404 (unknown model), 503 (no capacity).
+        """
+        t0 = time.perf_counter()
+        try:
+            deployment, adapter, task = self.policy.resolve_model(body.get("model"))
+            if deployment is not None:
+                reason = self.policy.check_explicit(deployment, body)
+                header_task = headers.get("x-qwen-task", "")
+                task_name = header_task if header_task in self.fleet.router.tasks else "explicit"
+                return Decision(task=task_name, model=deployment, candidates=[deployment], reason=reason,
+                                adapter=adapter, explicit=True)
+            signals: list[dict[str, Any]] = []
+            language = None
+            if not task:
+                c = self.classifier.classify(body, headers)
+                task, language = c.task, c.language
+                signals = [{"name": s.name, "task": s.task, "weight": round(s.weight, 3), "detail": s.detail}
+                           for s in c.signals]
+                why = c.reason
+            else:
+                why = f"alias {body.get('model')}"
+            model, candidates, reason, spill = self.policy.choose(task, body)
+            return Decision(task=task, model=model, candidates=candidates, reason=f"{why}; {reason}",
+                            signals=signals, language=language, spilled=spill)
+        finally:
+            self.metrics.decision.observe(time.perf_counter() - t0)
+
+    # --- the request path --------------------------------------------------------------------------
+    async def handle(self, request: Request, kind: Kind) -> Response:
+        """Serve one chat or completions request end to end."""
+        rid: str = request.state.request_id
+        t0 = time.perf_counter()
+        task: str | None = None
+        model: str | None = None
+        try:
+            if self.draining:
+                raise OverloadedError("The server is shutting down; retry on another instance.",
+                                      code="draining", retry_after=5.0)
+            raw = await request.body()
+            key = await self.guard.admit(request, raw) if self.guard is not None else None
+            body = parse_body(raw)
+            validate_body(body, kind, self.limits)
+            decision = self.decide(body, request.headers)
+            task, model = decision.task, decision.model
+            if decision.spilled:
+                self.metrics.spillovers.labels(decision.spilled).inc()
+            applied: list[str] = []
+            if not decision.explicit:
+                spec = self.policy.specs[decision.model]
+                applied = apply_task_defaults(body, self.fleet.router.tasks.get(decision.task), spec.capabilities)
+            body["model"] = decision.model if decision.adapter is None else decision.adapter
+            if self.guard is not None and key is not None:
+                self.guard.charge(key, body)
+            h, n = prompt_fingerprint(body)
+            logger.info("request_id=%s kind=%s task=%s model=%s prompt_hash=%s prompt_bytes=%d stream=%s "
+                        "defaults=%s", rid, kind, task, model, h, n, bool(body.get("stream")), ",".join(applied))
+            return await self.dispatch(request, body, decision, kind, t0)
+        except RouterError as exc:
+            self.metrics.reject(_reject_reason(exc))
+            self.metrics.observe_request(task, model, exc.status)
+            logger.info("request_id=%s rejected status=%d code=%s", rid, exc.status, exc.code)
+            raise
+
+    async def dispatch(self, request: Request, body: dict[str, Any], decision: Decision, kind: Kind,
+                       t0: float) -> Response:
+        """Send the request to an engine endpoint of the chosen deployment and relay the answer."""
+        assert self.session is not None, "router not started"
+        payload = orjson.dumps(body)
+        rid: str = request.state.request_id
+        headers = {"content-type": "application/json", "x-request-id": rid}
+        deadline = time.monotonic() + float(self.limits.request_timeout_s)
+        ep, resp = await self._connect(decision, kind, payload, headers, body)
+        out_headers = {
+            "x-qwen-task": decision.task, "x-qwen-model": decision.model,
+            "x-qwen-route-reason": _ascii(decision.reason), "x-request-id": rid,
+        }
+        if resp.status >= 400:
+            return await self._upstream_error(ep, resp, decision, out_headers)
+        if body.get("stream"):
+            out_headers["cache-control"] = "no-cache"
+            return StreamingResponse(self._relay(ep, resp, decision, t0, deadline, rid),
+                                     media_type="text/event-stream", headers=out_headers)
+        try:
+            async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
+                data = await _read_unless_disconnected(request, resp)
+        except TimeoutError:
+            raise UpstreamTimeoutError("The request timed out.", code="timeout") from None
+        finally:
+            resp.release()
+            self.registry.release(ep)
+        if data is None:  # client went away: the engine request was aborted by closing the connection
+            self.metrics.cancelled.labels(self.metrics.model_label(decision.model)).inc()
+            return Response(status_code=499)
+        elapsed = time.perf_counter() - t0
+        self.metrics.e2e.labels(self.metrics.model_label(decision.model)).observe(elapsed)
+        self.metrics.observe_request(decision.task, decision.model, resp.status)
+        return Response(data, status_code=resp.status, media_type="application/json", headers=out_headers)
+
+    async def _connect(self, decision: Decision, kind: Kind, payload: bytes, headers: dict[str, str],
+                       body: dict[str, Any]) -> tuple[Endpoint, aiohttp.ClientResponse]:
+        """Open the upstream request, failing over to another replica or candidate on connect errors."""
+        assert self.session is not None
+        tried: list[Endpoint] = []
+        for _ in range(4):
+            ep = self.registry.pick(decision.model, exclude=tried)
+            if ep is None:
+                if decision.explicit or not self._spill_after_failure(decision, body):
+                    raise OverloadedError(f"No healthy replica of `{decision.model}` is reachable; retry later.",
+                                          code="deployment_unavailable", retry_after=5.0)
+                payload = orjson.dumps({**body, "model": decision.model})
+                continue
+            self.registry.acquire(ep)
+            try:
+                resp = await self.session.post(ep.url + PATHS[kind], data=payload, headers=headers)
+                return ep, resp
+            except _CONNECT_ERRORS:
+                self.registry.release(ep)
+                ep.mark_down()
+                tried.append(ep)
+                self.metrics.spillovers.labels("connect_error").inc()
+                logger.warning("request_id=%s engine %s replica %s unreachable; failing over",
+                               headers["x-request-id"], ep.deployment, ep.replica)
+        raise OverloadedError("No engine replica could be reached; retry later.", code="deployment_unavailable",
+                              retry_after=5.0)
+
+    def _spill_after_failure(self, decision: Decision, body: dict[str, Any]) -> bool:
+        """Re-choose after every replica of the decided deployment failed (the policy skips it now)."""
+        try:
+            model, candidates, reason, _ = self.policy.choose(decision.task, body)
+        except RouterError:
+            return False
+        if model == decision.model:
+            return False
+        decision.model, decision.reason, decision.spilled = model, reason + " (after connect failure)", "unhealthy"
+        return True
+
+    async def _upstream_error(self, ep: Endpoint, resp: aiohttp.ClientResponse, decision: Decision,
+                              out_headers: dict[str, str]) -> Response:
+        try:
+            data = await resp.read()
+        finally:
+            resp.release()
+            self.registry.release(ep)
+        self.metrics.observe_request(decision.task, decision.model, resp.status)
+        if resp.status < 500:
+            return Response(data, status_code=resp.status, media_type="application/json", headers=out_headers)
+        logger.error("request_id=%s engine %s answered %d", out_headers["x-request-id"], ep.deployment,
+                     resp.status)
+        self.metrics.reject("upstream")
+        raise UpstreamError("The model engine failed to process the request.", code="engine_error")
+
+    async def _relay(self, ep: Endpoint, resp: aiohttp.ClientResponse, decision: Decision, t0: float,
+                     deadline: float, rid: str) -> AsyncIterator[bytes]:
+        """Relay the engine's SSE bytes as they arrive; errors become one SSE error event."""
+        model_label = self.metrics.model_label(decision.model)
+        first = True
+        finished = False
+        try:
+            async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
+                async for chunk in resp.content.iter_any():
+                    if first:
+                        self.metrics.ttft.labels(model_label).observe(time.perf_counter() - t0)
+                        first = False
+                    yield chunk
+            finished = True
+        except TimeoutError:
+            yield sse_error(UpstreamTimeoutError("The request timed out.", code="timeout"), rid)
+            yield b"data: [DONE]\n\n"
+        except (aiohttp.ClientError, ConnectionError):
+            logger.warning("request_id=%s engine %s stream broke", rid, ep.deployment)
+            ep.mark_down(1.0)
+            yield sse_error(UpstreamError("The model engine stopped while streaming.", code="engine_error"), rid)
+            yield b"data: [DONE]\n\n"
+        finally:
+            resp.close() if not finished else resp.release()
+            self.registry.release(ep)
+            if not finished:
+                self.metrics.cancelled.labels(model_label).inc()
+            self.metrics.e2e.labels(model_label).observe(time.perf_counter() - t0)
+            self.metrics.observe_request(decision.task, decision.model, 200)
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """Parse a JSON object body or raise a 400 naming the problem."""
+    if not raw:
+        raise InvalidRequestError("The request body is empty; send a JSON object.", code="invalid_json")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"The request body is not valid JSON ({_json_problem(exc)}).",
+                                  code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def _json_problem(exc: Exception) -> str:
+    msg = str(exc)
+    return msg.split(":", 1)[0][:80] if msg else "parse error"
+
+
+async def _read_unless_disconnected(request: Request, resp: aiohttp.ClientResponse) -> bytes | None:
+    """Read the whole upstream body, or return None as soon as the client disconnects."""
+    read = asyncio.ensure_future(resp.read())
+    watch = asyncio.ensure_future(_wait_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({read, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if read in done:
+            return read.result()
+        resp.close()  # the engine sees the connection drop and aborts the request
+        return None
+    finally:
+        for t in (read, watch):
+            if not t.done():
+                t.cancel()
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _ascii(text: str) -> str:
+    return text.encode("ascii", "replace").decode()[:300]
+
+
+def _reject_reason(exc: RouterError) -> str:
+    return {401: "auth", 403: "auth", 404: "not_found", 408: "timeout", 429: "rate_limit", 502: "upstream",
+            503: "overloaded"}.get(exc.status, "invalid")

@@ -1,0 +1,149 @@
+"""Request validation before any engine sees the request: every bad parameter is a 400 naming it.
+
+Checks the fields the OpenAI chat and completions APIs define (types, ranges, counts) plus the fleet's input
+limits. Unknown fields pass through (vLLM's extra sampling parameters are welcome), but they too are checked
+when their types are known. Everything here is a pure function of the body: cheap and unit-tested.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from serve.router.protocol import InvalidRequestError
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+PART_TYPES = frozenset({"text", "image_url", "input_audio", "video_url", "image", "video", "file", "refusal"})
+
+# name -> (low, high, integer?) ranges of numeric sampling parameters.
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    "temperature": (0.0, 2.0, False),
+    "top_p": (1e-9, 1.0, False),
+    "min_p": (0.0, 1.0, False),
+    "top_k": (-1, 1_000_000, True),
+    "presence_penalty": (-2.0, 2.0, False),
+    "frequency_penalty": (-2.0, 2.0, False),
+    "repetition_penalty": (1e-6, 10.0, False),
+    "seed": (-(2**63), 2**63 - 1, True),
+    "top_logprobs": (0, 20, True),
+    "min_tokens": (0, 1_000_000, True),
+    "best_of": (1, 8, True),
+}
+
+
+def _bad(param: str, message: str) -> InvalidRequestError:
+    return InvalidRequestError(message, param=param, code="invalid_value")
+
+
+def _number(body: Mapping[str, Any], name: str, lo: float, hi: float, integer: bool) -> None:
+    v = body.get(name)
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, int | float) or (integer and not isinstance(v, int)):
+        kind = "an integer" if integer else "a number"
+        raise _bad(name, f"`{name}` must be {kind}.")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise _bad(name, f"`{name}` must be a finite number.")
+    if not lo <= v <= hi:
+        raise _bad(name, f"`{name}` must be between {lo:g} and {hi:g}; got {v:g}.")
+
+
+def _messages(body: Mapping[str, Any], limits: Any) -> None:
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise _bad("messages", "`messages` must be a non-empty array of message objects.")
+    if len(msgs) > limits.max_messages:
+        raise _bad("messages", f"Too many messages: {len(msgs)} (the limit is {limits.max_messages}).")
+    for i, m in enumerate(msgs):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise _bad(where, f"`{where}` must be an object.")
+        role = m.get("role")
+        if role not in ROLES:
+            raise _bad(f"{where}.role", f"`{where}.role` must be one of {', '.join(sorted(ROLES))}.")
+        content = m.get("content")
+        if content is None:
+            if role not in ("assistant", "tool", "function"):
+                raise _bad(f"{where}.content", f"`{where}.content` is required for role `{role}`.")
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
+                    raise _bad(f"{where}.content[{j}]",
+                               f"`{where}.content[{j}]` must be a content part with a known `type`.")
+                if part["type"] == "text" and not isinstance(part.get("text"), str):
+                    raise _bad(f"{where}.content[{j}].text", f"`{where}.content[{j}].text` must be a string.")
+        elif not isinstance(content, str):
+            raise _bad(f"{where}.content", f"`{where}.content` must be a string or an array of parts.")
+
+
+def _prompt(body: Mapping[str, Any]) -> None:
+    p = body.get("prompt")
+    ok = (
+        (isinstance(p, str) and p != "")
+        or (isinstance(p, list) and p and (
+            all(isinstance(x, str) for x in p)
+            or all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in p)
+            or all(isinstance(x, list) and x and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
+                                                       for t in x) for x in p)))
+    )
+    if not ok:
+        raise _bad("prompt", "`prompt` must be a non-empty string, array of strings or array of token ids.")
+
+
+def _stop(body: Mapping[str, Any], limits: Any) -> None:
+    stop = body.get("stop")
+    if stop is None or isinstance(stop, str):
+        return
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise _bad("stop", "`stop` must be a string or an array of strings.")
+    if len(stop) > limits.max_stop_sequences:
+        raise _bad("stop", f"Too many stop sequences: {len(stop)} (the limit is {limits.max_stop_sequences}).")
+
+
+def validate_body(body: dict[str, Any], kind: str, limits: Any) -> None:
+    """Validate a chat (``kind="chat"``) or completions body against the OpenAI schema and fleet limits.
+
+    Args:
+        body: The parsed JSON object.
+        kind: ``chat`` or ``completions``.
+        limits: The fleet's :class:`serve.config.InputLimits`.
+
+    Raises:
+        InvalidRequestError: The first problem found, naming its parameter.
+    """
+    model = body.get("model")
+    if model is not None and (not isinstance(model, str) or len(model) > 256):
+        raise _bad("model", "`model` must be a string naming a model.")
+    if kind == "chat":
+        _messages(body, limits)
+    else:
+        _prompt(body)
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _bad("stream", "`stream` must be a boolean.")
+    so = body.get("stream_options")
+    if so is not None and not isinstance(so, dict):
+        raise _bad("stream_options", "`stream_options` must be an object.")
+    for name in ("max_tokens", "max_completion_tokens"):
+        _number(body, name, 1, limits.max_tokens_cap, True)
+    _number(body, "n", 1, limits.max_n, True)
+    for name, (lo, hi, integer) in _RANGES.items():
+        _number(body, name, lo, hi, integer)
+    lp = body.get("logprobs")
+    if lp is not None:
+        if kind == "chat" and not isinstance(lp, bool):
+            raise _bad("logprobs", "`logprobs` must be a boolean.")
+        if kind == "completions":
+            _number(body, "logprobs", 0, 20, True)
+    _stop(body, limits)
+    tools = body.get("tools")
+    if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)):
+        raise _bad("tools", "`tools` must be an array of tool objects.")
+    for name in ("response_format", "chat_template_kwargs", "logit_bias"):
+        v = body.get(name)
+        if v is not None and not isinstance(v, dict):
+            raise _bad(name, f"`{name}` must be an object.")
+    ctk = body.get("chat_template_kwargs")
+    if ctk and "enable_thinking" in ctk and not isinstance(ctk["enable_thinking"], bool):
+        raise _bad("chat_template_kwargs.enable_thinking", "`enable_thinking` must be a boolean.")

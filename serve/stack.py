@@ -1,0 +1,172 @@
+"""Start, watch and stop a local stack: a Ray head, the Serve application, readiness polling, drain.
+
+Used by ``qwen-serve up/down/status``. Ray runs as its own head process (``ray start --head``) so the stack
+survives ``up --detach`` and can be stopped by ``down`` from another shell.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, TextIO
+
+logger = logging.getLogger(__name__)
+
+STATE_DIR = Path(os.environ.get("QWEN_SERVE_STATE_DIR", "~/.cache/qwen-serve")).expanduser()
+STATE_FILE = STATE_DIR / "stack.json"
+#: Environment every Ray worker needs (set on the head so all workers inherit it).
+RAY_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING": "0",
+    "TOKENIZERS_PARALLELISM": "false",
+    "VLLM_NO_USAGE_STATS": "1",
+    "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
+}
+
+
+def _ray_bin() -> str:
+    cand = Path(sys.executable).with_name("ray")
+    return str(cand) if cand.exists() else (shutil.which("ray") or "ray")
+
+
+def ray_running() -> bool:
+    """Whether a local Ray head is up."""
+    r = subprocess.run([_ray_bin(), "status"], capture_output=True, text=True, timeout=60)
+    return r.returncode == 0
+
+
+def start_ray(num_cpus: int, env: dict[str, str], out: TextIO) -> None:
+    """Start a local Ray head with ``num_cpus`` logical CPUs (more than cores, so every deployment schedules)."""
+    if ray_running():
+        out.write("ray: reusing the running local Ray head\n")
+        return
+    full_env = {**os.environ, **RAY_ENV, **env}
+    cmd = [_ray_bin(), "start", "--head", f"--num-cpus={num_cpus}", "--include-dashboard=false",
+           "--disable-usage-stats"]
+    out.write(f"ray: starting a local head ({num_cpus} logical CPUs)\n")
+    r = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=180)
+    if r.returncode != 0:
+        raise RuntimeError("`ray start` failed:\n" + r.stdout[-2000:] + r.stderr[-2000:])
+
+
+def stop_ray(out: TextIO) -> None:
+    """Stop the local Ray head and its workers."""
+    subprocess.run([_ray_bin(), "stop", "--force"], capture_output=True, text=True, timeout=120)
+    out.write("ray: stopped\n")
+
+
+def deploy(fleet: Any, out: TextIO) -> None:
+    """Deploy the fleet's Serve application on the running Ray head (returns without waiting)."""
+    import ray
+    from ray import serve
+
+    from serve.app import APP_NAME, build_application
+
+    ray.init(address="auto", logging_level=logging.WARNING, log_to_driver=False)
+    serve.start(http_options={"host": fleet.host, "port": fleet.port})
+    app = build_application(fleet)
+    serve._run(app, name=APP_NAME, route_prefix="/", _blocking=False)
+    out.write(f"serve: deploying {len(fleet.deployments)} engine deployment(s) + router\n")
+
+
+def http_json(url: str, *, method: str = "GET", timeout: float = 5.0) -> tuple[int, Any]:
+    """Small stdlib HTTP helper: (status, parsed JSON or None)."""
+    req = urllib.request.Request(url, method=method, data=b"{}" if method == "POST" else None,
+                                 headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        try:
+            return e.code, json.loads(e.read() or b"null")
+        except ValueError:
+            return e.code, None
+    except (urllib.error.URLError, OSError, ValueError):
+        return 0, None
+
+
+def wait_ready(base_url: str, timeout_s: float, out: TextIO, names: list[str]) -> bool:
+    """Poll ``/ready`` until every deployment has a live engine, printing progress; True when ready."""
+    t0 = time.monotonic()
+    last = ""
+    while time.monotonic() - t0 < timeout_s:
+        status, body = http_json(base_url + "/ready")
+        elapsed = time.monotonic() - t0
+        if status == 200:
+            out.write(f"\rready after {elapsed:.0f}s: {', '.join(names)}{' ' * 20}\n")
+            return True
+        if isinstance(body, dict) and "deployments" in body:
+            up = [n for n, c in body["deployments"].items() if c > 0]
+            line = f"[{elapsed:5.0f}s] engines ready {len(up)}/{len(names)}: {', '.join(up) or '-'}"
+        else:
+            line = f"[{elapsed:5.0f}s] waiting for the router on {base_url}"
+        if line != last:
+            out.write("\r" + line.ljust(100))
+            out.flush()
+            last = line
+        time.sleep(1.0)
+    out.write("\n")
+    return False
+
+
+def save_state(fleet: Any) -> None:
+    """Remember where the running stack listens (for ``down`` and ``status``)."""
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    STATE_FILE.write_text(json.dumps({"url": f"http://{_client_host(fleet.host)}:{fleet.port}",
+                                      "name": fleet.name, "pid": os.getpid()}))
+
+
+def load_state() -> dict[str, Any]:
+    """The saved stack state, or defaults."""
+    try:
+        return dict(json.loads(STATE_FILE.read_text()))
+    except (OSError, ValueError):
+        return {"url": "http://127.0.0.1:8000"}
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def drain(base_url: str, timeout_s: float, out: TextIO) -> None:
+    """Stop admitting, then wait up to ``timeout_s`` for in-flight requests to finish."""
+    status, body = http_json(base_url + "/admin/drain", method="POST")
+    if status != 200:
+        out.write("drain: router not reachable; stopping anyway\n")
+        return
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        st, snap = http_json(base_url + "/v1/status")
+        if st != 200 or not isinstance(snap, dict):
+            break
+        inflight = sum(e["ongoing"] for eps in snap["endpoints"].values() for e in eps)
+        if inflight == 0:
+            out.write(f"drain: no request in flight after {time.monotonic() - t0:.1f}s\n")
+            return
+        out.write(f"\rdrain: {inflight} request(s) in flight")
+        out.flush()
+        time.sleep(0.5)
+    out.write("\ndrain: timeout reached; stopping with requests in flight\n")
+
+
+def shutdown(out: TextIO) -> None:
+    """Shut Serve down and stop Ray."""
+    try:
+        import ray
+        from ray import serve
+
+        ray.init(address="auto", logging_level=logging.WARNING, log_to_driver=False)
+        serve.shutdown()
+        out.write("serve: shut down\n")
+    except Exception as exc:  # noqa: BLE001 - Ray may already be gone
+        out.write(f"serve: not running ({type(exc).__name__})\n")
+    stop_ray(out)
+    STATE_FILE.unlink(missing_ok=True)
