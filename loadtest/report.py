@@ -190,3 +190,31 @@ def rebuild_report(outdir: Path) -> Path:
     target = outdir / HTML_FILE
     target.write_text(render_html(res, records))
     return target
+
+
+def render_compare_html(res: dict[str, Any], records: dict[str, Sequence[RequestRecord]]) -> str:
+    """HTML for ``compare``: both endpoints, ratios, deltas and overlaid latency CDFs."""
+    la, lb = res["labels"]
+    parts = [f"<html><head><meta charset='utf-8'><title>compare</title><style>{_CSS}</style></head><body>"
+             f"<h1>Compare {html.escape(la)} vs {html.escape(lb)} ({html.escape(res['mode'])})</h1>"]
+    eps = res["endpoints"]
+    parts.append(_metrics_table(eps, summary_keys({"percentiles": res["percentiles"]})))
+    cmp_rows = {"A/B ratio": {**res["ratios"], **res["latency_ratios"]}, "A-B (ms)": res["deltas_ms"]}
+    keys = [*res["ratios"], *res["deltas_ms"]]
+    parts.append("<h2>Ratios and deltas</h2>" + _metrics_table(cmp_rows, keys))
+    parts.append("<h2>Latency CDFs</h2>" + _img(plots.latency_cdfs(dict(records)), "latency CDFs"))
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def render_sweep_html(points: Sequence[dict[str, Any]], stop_reason: str, mode: str) -> str:
+    """HTML for ``sweep``: the step table and the curves."""
+    parts = [f"<html><head><meta charset='utf-8'><title>sweep</title><style>{_CSS}</style></head><body>"
+             f"<h1>Sweep ({html.escape(mode)}), stopped: {html.escape(stop_reason)}</h1>"]
+    cols = {f"{mode}={p['load']:.3g}": p for p in points}
+    parts.append(_metrics_table(cols, summary_keys(points[0] if points else {})))
+    loaded = [p for p in points if p["load"]]
+    if loaded:
+        parts.append("<h2>Curves</h2>" + _img(plots.sweep_curves(loaded, "load"), "sweep curves"))
+    parts.append("</body></html>")
+    return "".join(parts)

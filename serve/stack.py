@@ -101,17 +101,22 @@ def wait_ready(base_url: str, timeout_s: float, out: TextIO, names: list[str]) -
         status, body = http_json(base_url + "/ready")
         elapsed = time.monotonic() - t0
         if status == 200:
-            out.write(f"\rready after {elapsed:.0f}s: {', '.join(names)}{' ' * 20}\n")
+            out.write(f"\rready after {elapsed:.0f}s: {', '.join(names)}".ljust(100) + "\n")
             return True
         if isinstance(body, dict) and "deployments" in body:
             up = [n for n, c in body["deployments"].items() if c > 0]
             line = f"[{elapsed:5.0f}s] engines ready {len(up)}/{len(names)}: {', '.join(up) or '-'}"
         else:
             line = f"[{elapsed:5.0f}s] waiting for the router on {base_url}"
-        if line != last:
+        key = line.split("] ", 1)[-1]
+        tty = hasattr(out, "isatty") and out.isatty()
+        if tty:
             out.write("\r" + line.ljust(100))
             out.flush()
-            last = line
+        elif key != last or int(elapsed) % 30 == 0:
+            out.write(line + "\n")
+            out.flush()
+        last = key
         time.sleep(1.0)
     out.write("\n")
     return False

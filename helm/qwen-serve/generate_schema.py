@@ -167,7 +167,7 @@ def _misc() -> Schema:
         "image": _obj(
             {
                 "repository": _str(minLength=1),
-                "tag": _str(pattern=r"^(?!latest$).*$", description="pinned tag; 'latest' is refused"),
+                "tag": {**_str("pinned tag; 'latest' is refused"), "not": {"const": "latest"}},
                 "flavor": {"enum": ["gpu", "cpu"]},
                 "digest": _str(pattern=r"^(sha256:[a-f0-9]{64})?$"),
                 "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},

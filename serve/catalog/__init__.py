@@ -15,6 +15,7 @@ from serve.catalog.catalog import (
     get_variant,
     load_catalog,
 )
+from serve.catalog.hfconfig import hf_config, write_hf_config
 from serve.catalog.models import (
     QUANT_SUFFIX,
     TASKS,
@@ -26,6 +27,18 @@ from serve.catalog.models import (
     Quantization,
     Variant,
     VisionArchitecture,
+)
+from serve.catalog.report import models_table, variant_row
+from serve.catalog.sizing import (
+    Layout,
+    ParamCounts,
+    check_fit,
+    gpus_needed,
+    kv_bytes_per_token,
+    max_kv_tokens,
+    param_counts,
+    weight_bytes,
+    weight_bytes_per_gpu,
 )
 
 __all__ = [
@@ -42,6 +55,19 @@ __all__ = [
     "UnknownVariantError",
     "Variant",
     "VisionArchitecture",
+    "Layout",
+    "ParamCounts",
+    "check_fit",
+    "gpus_needed",
+    "hf_config",
+    "kv_bytes_per_token",
+    "max_kv_tokens",
+    "models_table",
+    "param_counts",
+    "variant_row",
+    "weight_bytes",
+    "weight_bytes_per_gpu",
+    "write_hf_config",
     "build_catalog",
     "get_gpu",
     "get_variant",

@@ -331,7 +331,7 @@ class Variant(_Strict):
     architecture: Architecture
     context_length: int = Field(gt=0)
     extended_context_length: int | None = None
-    modalities: list[Modality] = Field(default_factory=lambda: ["text"])
+    modalities: list[Modality] = Field(default_factory=lambda: list[Modality](["text"]))
     capabilities: Capabilities
     tasks: list[str]
     engine: EnginePreset = Field(default_factory=EnginePreset)
@@ -384,7 +384,7 @@ class Variant(_Strict):
         for quant in self.quantizations:
             if quant.method == method:
                 return quant
-        have = [q.method for q in self.quantizations] or ["none"]
+        have: list[str] = [q.method for q in self.quantizations] or ["none"]
         raise KeyError(f"{self.name} has no {method} checkpoint; available: {', '.join(have)}")
 
     def preset(self, name: str) -> DeploymentPreset:

@@ -3,8 +3,9 @@
 Stated approximations:
     * Parameter counts are exact for the decoder (embeddings, q/k/v/o with the Qwen2 q/k/v bias, Qwen3 q/k
       RMSNorm, SwiGLU MLP or routed experts + router, layer norms, final norm, lm_head unless tied).
-    * The Qwen2.5-VL vision tower is counted from its config (ViT blocks, patch embedding, patch merger);
-      biases are included, small terms such as rotary buffers are not.
+    * The Qwen2.5-VL vision tower is counted from its config (ViT blocks, patch embedding, patch merger).
+      All counts match transformers' models built from :func:`serve.catalog.hfconfig.hf_config` exactly
+      (tests/unit/test_catalog.py checks this on the meta device).
     * Quantized checkpoints quantize the decoder's linear layers only; embeddings, lm_head, norms, the MoE
       router and the vision tower stay bf16. Group-wise int formats pay one fp16 scale and one packed zero
       point per group; block-wise FP8 pays one fp32 scale per 128x128 block.
@@ -85,7 +86,7 @@ class ParamCounts:
 def _vision_params(v: VisionArchitecture) -> int:
     d, inter = v.hidden_size, v.intermediate_size
     patch = v.in_channels * v.temporal_patch_size * v.patch_size**2 * d
-    block = (d * 3 * d + 3 * d) + (d * d + d) + 3 * (d * inter + inter) - inter + 2 * d
+    block = (d * 3 * d + 3 * d) + (d * d + d) + (3 * d * inter + 2 * inter + d) + 2 * d
     merged = d * v.spatial_merge_size**2
     merger = d + (merged * merged + merged) + (merged * v.out_hidden_size + v.out_hidden_size)
     return patch + v.depth * block + merger

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from serve.catalog import Capabilities, UnknownVariantError, Variant, load_catalog
 from serve.catalog.models import QuantMethod
@@ -108,8 +108,11 @@ class DeploymentSpec(StrictModel):
         return {**data, "accelerator": accelerator}
 
     @model_validator(mode="after")
-    def _validate(self) -> DeploymentSpec:
-        self._check_source()
+    def _validate(self, info: ValidationInfo) -> DeploymentSpec:
+        # context={"check_paths": False} skips filesystem checks, e.g. when a Ray replica on another node
+        # re-validates a config whose local paths exist only where the engines run.
+        context = info.context or {}
+        self._check_source(check_paths=bool(context.get("check_paths", True)))
         self._check_variant_options()
         self._check_engine_keys()
         self._check_hardware()
@@ -121,7 +124,7 @@ class DeploymentSpec(StrictModel):
     def _fail(self, problem: str) -> ValueError:
         return ValueError(f"deployment {self.name!r}: {problem}")
 
-    def _check_source(self) -> None:
+    def _check_source(self, check_paths: bool = True) -> None:
         if self.variant is None and self.model_path is None:
             raise self._fail("set `variant` (a catalog name) or `model_path` (a local dir or hub id)")
         if self.tiny and self.model_path is None:
@@ -133,7 +136,7 @@ class DeploymentSpec(StrictModel):
                 path = expand_path(self.model_path)
             except ValueError as exc:
                 raise self._fail(f"model_path: {exc}") from None
-            if not self.tiny and looks_local(path) and not Path(path).is_dir():
+            if check_paths and not self.tiny and looks_local(path) and not Path(path).is_dir():
                 raise self._fail(f"model_path {path} does not exist (download the model there, or use a hub id)")
 
     def _check_variant_options(self) -> None:
@@ -180,6 +183,11 @@ class DeploymentSpec(StrictModel):
         if variant is not None and variant.architecture.num_attention_heads % tp:
             heads = variant.architecture.num_attention_heads
             raise self._fail(f"tensor_parallel_size={tp} does not divide the {heads} attention heads")
+        fraction = self.accelerator.gpu_fraction
+        util = kwargs.get("gpu_memory_utilization")
+        if fraction is not None and (util is None or float(util) > fraction):
+            raise self._fail(f"accelerator.gpu_fraction={fraction} needs engine gpu_memory_utilization <= {fraction} "
+                             f"(got {util}) so deployments sharing the GPU fit")
         self._check_gpu_type(kwargs)
 
     def _check_gpu_type(self, kwargs: dict[str, Any]) -> None:

@@ -85,11 +85,11 @@ class FleetConfig(StrictModel):
                 raise ValueError(f"router.tasks.{task}: no candidates (only `vision` may be empty)")
         if router.default_task not in router.tasks:
             raise ValueError(f"router.default_task {router.default_task!r} is not a task; tasks: {sorted(router.tasks)}")
-        for alias, task in router.aliases.items():
+        for alias, target in router.aliases.items():
             if alias in names:
                 raise ValueError(f"router.aliases: alias {alias!r} collides with the deployment of that name")
-            if task is not None and task not in router.tasks:
-                raise ValueError(f"router.aliases.{alias}: unknown task {task!r}; tasks: {sorted(router.tasks)}")
+            if target is not None and target not in router.tasks:
+                raise ValueError(f"router.aliases.{alias}: unknown task {target!r}; tasks: {sorted(router.tasks)}")
 
     def deployment(self, name: str) -> DeploymentSpec:
         """Return the deployment called ``name``.
@@ -103,12 +103,14 @@ class FleetConfig(StrictModel):
         raise KeyError(f"no deployment {name!r}; deployments: {[d.name for d in self.deployments]}")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> FleetConfig:
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>", check_paths: bool = True) -> FleetConfig:
         """Validate a parsed config.
 
         Args:
             data: The config mapping.
             source: Where it came from, for messages.
+            check_paths: Check that local model and adapter directories exist (False in Ray replicas that
+                re-validate a config built elsewhere).
 
         Raises:
             ConfigError: Invalid; one line per problem with its field path.
@@ -116,7 +118,7 @@ class FleetConfig(StrictModel):
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: a fleet config must be a mapping, got {type(data).__name__}")
         try:
-            return cls.model_validate(data)
+            return cls.model_validate(data, context={"check_paths": check_paths})
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, source, data)) from None
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from serve.catalog import TASKS, UnknownGpuError, load_catalog
 
@@ -33,11 +33,14 @@ class Accelerator(StrictModel):
         type: ``cpu`` or ``gpu``.
         count: GPUs per replica (TP x PP x DP must not exceed it); CPU bundles on cpu.
         gpu_type: GPU model from the catalog's table (H200, H100, A100-80GB, ...); enables capability checks.
+        gpu_fraction: Share of one GPU a replica reserves in Ray when several deployments share a GPU
+            (count must be 1; the engine's gpu_memory_utilization must not exceed it).
     """
 
     type: Literal["cpu", "gpu"] = "cpu"
     count: int = Field(default=1, ge=1)
     gpu_type: str | None = None
+    gpu_fraction: float | None = Field(default=None, gt=0, le=1)
 
     @field_validator("gpu_type")
     @classmethod
@@ -53,6 +56,8 @@ class Accelerator(StrictModel):
     def _gpu_type_needs_gpu(self) -> Accelerator:
         if self.type == "cpu" and self.gpu_type is not None:
             raise ValueError(f"gpu_type={self.gpu_type} given but accelerator.type is cpu; set type: gpu")
+        if self.gpu_fraction is not None and (self.type == "cpu" or self.count != 1):
+            raise ValueError("gpu_fraction needs accelerator.type gpu and count 1")
         return self
 
 
@@ -91,15 +96,16 @@ class LoraSpec(StrictModel):
 
     @field_validator("adapters")
     @classmethod
-    def _adapters(cls, value: dict[str, str]) -> dict[str, str]:
+    def _adapters(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         from serve.config.paths import expand_path
 
+        check_paths = bool((info.context or {}).get("check_paths", True))
         out: dict[str, str] = {}
         for name, path in value.items():
             if not _NAME_RE.match(name) or ":" in name:
                 raise ValueError(f"invalid adapter name {name!r}: use letters, digits, '.', '_', '-'")
             expanded = expand_path(path)
-            if not Path(expanded).is_dir():
+            if check_paths and not Path(expanded).is_dir():
                 raise ValueError(f"adapter {name!r}: directory {expanded} does not exist")
             out[name] = expanded
         return out
@@ -154,7 +160,7 @@ class RouterSpec(StrictModel):
 
     tasks: dict[str, TaskPolicy] = Field(default_factory=dict)
     default_task: str = "general"
-    aliases: dict[str, str | None] = Field(default_factory=lambda: {"auto": None})
+    aliases: dict[str, str | None] = Field(default_factory=lambda: dict[str, str | None]({"auto": None}))
     saturation: SaturationSpec = Field(default_factory=SaturationSpec)
     classifier: dict[str, object] = Field(default_factory=dict)
 

@@ -150,7 +150,7 @@ PROSE_RULES = (
          r"stack ?overflow error|compil(?:e|er|ation) error|runtime error|syntax error|merge conflict|"
          r"pull request|这段代码|代码(?:报错|有什么问题|怎么改)|este código|mi código|šis kodas|mano kodas|kodas neveikia"),
     rule("language request", TASK, 1.5,
-         r"\b(?:in|using|with|en|con|用|naudojant|su|на|auf|em|in) (?:python|javascript|typescript|java|c\+\+|c#|"
+         r"\b(?:in|using|en|naudojant|на|em) (?:python|javascript|typescript|java|c\+\+|c#|"
          r"golang|rust|ruby|php|bash|sql|kotlin|swift|matlab|haskell|scala|powershell|node\.?js|react)\b"
          r"|用(?:python|java|javascript|c\+\+|go|rust|sql)"),
 )

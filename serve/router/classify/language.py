@@ -27,7 +27,7 @@ _WORD = re.compile(r"[a-z\u00e0-\u024f']+")
 
 _STOPWORDS: dict[str, frozenset[str]] = {
     "en": frozenset("the and is are of to in that it for with you this what how can i my on be do was not "
-                    "have an or please your which why".split()),
+                    "have a an or please your which why about me write does".split()),
     "es": frozenset("el la los las de que y en un una es por para con no se del al lo como más pero qué "
                     "cómo mi tu está son hay puedes cuál".split()),
     "fr": frozenset("le la les de des et est un une que qui dans pour pas sur avec ce je vous il du au "

@@ -1,0 +1,170 @@
+"""The classifier: run the signal families in order and combine their votes into one task.
+
+Decision rules, in order:
+
+1. **Header.** ``x-qwen-task: <task>`` naming a known task wins outright.
+2. **Modality.** Image or video parts anywhere in the conversation mean ``vision`` (when ``vision`` is a task):
+   the request must reach a model that can see them. Audio parts mean ``audio`` when that task exists.
+3. **Scores.** Every other signal adds its weight to its task's score. Evidence in the last user turn counts
+   fully, in earlier turns x0.35, in the system prompt x0.2 (``context_weight``/``system_weight`` options).
+   The highest-scoring task wins if its score reaches ``threshold`` (default 1.0); otherwise the default task.
+4. **Ties** (scores within 1e-6) are broken by ``tie_order`` (default code > math > reasoning > general):
+   the more specialised deployment handles the overlap better (a coder model does maths in code; the math model
+   shows its work step by step).
+
+Hard cases, decided on purpose:
+
+* A maths problem that mentions Python: if the user asks for *code* ("write a Python function that computes
+  ...") the ``request(code)`` signal (2.5) wins; if the user asks for *the number* ("how many ..., I tried in
+  Python") the maths evidence wins, since a bare language name only scores 0.6.
+* Code that contains formulas is code: maths rules scan prose with fenced blocks removed.
+* Casual chat about maths ("I hated maths at school") is general: the topic word scores 0.3 only.
+* Proofs go to reasoning (2.5) unless the maths evidence is larger (e.g. a LaTeX-heavy exercise).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .base import CONTEXT_WEIGHT, SYSTEM_WEIGHT, TextFamily
+from .code import CodeSignals
+from .extract import (
+    DEFAULT_CONTEXT_CHARS,
+    DEFAULT_HEAD_CHARS,
+    DEFAULT_SYSTEM_CHARS,
+    DEFAULT_TAIL_CHARS,
+    RequestView,
+    view_of,
+)
+from .general import GeneralSignals
+from .header import HEADER_NAME, HeaderSignal
+from .language import detect_language
+from .maths import MathSignals
+from .modality import ModalitySignals
+from .reasoning import ReasoningSignals
+from .tools import ToolSignals
+from .types import Classification, Signal
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TASKS = ("code", "math", "vision", "reasoning", "general")
+DEFAULT_TIE_ORDER = ("code", "math", "reasoning", "general")
+DEFAULT_THRESHOLD = 1.0
+THINKING_WEIGHT = 0.8
+REASON_SIGNALS = 4
+
+_OPTION_KEYS = frozenset({"threshold", "context_weight", "system_weight", "tie_order", "header_name",
+                          "head_chars", "tail_chars", "context_chars", "system_chars"})
+
+
+class Classifier:
+    """Classifies chat-completions / completions requests into tasks, without calling a model.
+
+    Options (all optional): ``threshold`` (float, 1.0), ``context_weight`` (0.35), ``system_weight`` (0.2),
+    ``tie_order`` (sequence of task names), ``header_name`` (``x-qwen-task``), ``head_chars`` (2048),
+    ``tail_chars`` (6144), ``context_chars`` (2048), ``system_chars`` (1024).
+    """
+
+    def __init__(self, tasks: Sequence[str] = DEFAULT_TASKS, default_task: str = "general",
+                 options: Mapping[str, Any] | None = None) -> None:
+        """Create a classifier.
+
+        Args:
+            tasks: The configured task names.
+            default_task: Task chosen when no evidence reaches the threshold; must be in ``tasks``.
+            options: Tuning knobs (see the class docstring); unknown keys raise ``ValueError``.
+
+        Raises:
+            ValueError: If ``default_task`` is not in ``tasks`` or an option is unknown.
+        """
+        opts = dict(options or {})
+        unknown = set(opts) - _OPTION_KEYS
+        if unknown:
+            raise ValueError(f"unknown classifier options: {sorted(unknown)}")
+        if default_task not in tasks:
+            raise ValueError(f"default task {default_task!r} is not one of the tasks {list(tasks)}")
+        self.tasks = tuple(dict.fromkeys(tasks))
+        self.default_task = default_task
+        self.threshold = float(opts.get("threshold", DEFAULT_THRESHOLD))
+        order = tuple(opts.get("tie_order", DEFAULT_TIE_ORDER))
+        self.tie_order = tuple(t for t in order if t in self.tasks) + tuple(
+            t for t in self.tasks if t not in order)
+        self.bounds = {k: int(opts.get(k, d)) for k, d in (
+            ("head_chars", DEFAULT_HEAD_CHARS), ("tail_chars", DEFAULT_TAIL_CHARS),
+            ("context_chars", DEFAULT_CONTEXT_CHARS), ("system_chars", DEFAULT_SYSTEM_CHARS))}
+        ctx = float(opts.get("context_weight", CONTEXT_WEIGHT))
+        sys_w = float(opts.get("system_weight", SYSTEM_WEIGHT))
+        self.header = HeaderSignal(str(opts.get("header_name", HEADER_NAME)))
+        self.modality = ModalitySignals()
+        self.tools = ToolSignals()
+        self.families: tuple[TextFamily, ...] = (
+            CodeSignals(ctx, sys_w), MathSignals(ctx, sys_w), ReasoningSignals(ctx, sys_w),
+            GeneralSignals(ctx, sys_w))
+
+    def classify(self, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Classification:
+        """Classify one request.
+
+        Args:
+            body: OpenAI chat-completions (``messages``) or completions (``prompt``) request body.
+            headers: Request headers, for the ``x-qwen-task`` override.
+
+        Returns:
+            The classification; ``reason`` and signal details never contain prompt text.
+        """
+        view = view_of(body, **self.bounds)
+        language = detect_language(view.last.prose or view.context.prose)
+        lang_signal = Signal("language", self.default_task, 0.0, language)
+        forced = self.header.detect(headers, self.tasks)
+        signals = self._collect(view)
+        if forced is not None:
+            return self._result(forced.task, [forced, *signals, lang_signal], f"header: {forced.detail}",
+                                language)
+        media = [s for s in signals if s.name == "modality" and s.weight > 0 and s.task in self.tasks]
+        if media:
+            return self._result(media[0].task, [*signals, lang_signal], self._explain(media[0].task, media),
+                                language)
+        scores = self._scores(signals)
+        task = self._decide(scores)
+        if task == self.default_task and scores.get(task, 0.0) < self.threshold:
+            reason = f"{task}: no task signal above threshold"
+        else:
+            reason = self._explain(task, signals)
+        return self._result(task, [*signals, lang_signal], reason, language, scores)
+
+    def _collect(self, view: RequestView) -> list[Signal]:
+        signals = self.modality.detect(view, self.tasks) + self.tools.detect(view)
+        for family in self.families:
+            if family.name in self.tasks:
+                signals += family.detect(view)
+        if view.thinking and "reasoning" in self.tasks:
+            signals.append(Signal("thinking", "reasoning", THINKING_WEIGHT, "thinking requested"))
+        return signals
+
+    def _scores(self, signals: Sequence[Signal]) -> dict[str, float]:
+        scores: dict[str, float] = {}
+        for s in signals:
+            if s.task in self.tasks and s.name != "modality":
+                scores[s.task] = scores.get(s.task, 0.0) + s.weight
+        return {t: round(v, 3) for t, v in scores.items()}
+
+    def _decide(self, scores: Mapping[str, float]) -> str:
+        best_task: str | None = None
+        best = 0.0
+        for task in self.tie_order:
+            score = scores.get(task, 0.0)
+            if score >= self.threshold - 1e-9 and (best_task is None or score > best + 1e-6):
+                best_task, best = task, score
+        return best_task or self.default_task
+
+    @staticmethod
+    def _explain(task: str, signals: Sequence[Signal]) -> str:
+        mine = sorted((s for s in signals if s.task == task and s.weight > 0), key=lambda s: -s.weight)
+        return f"{task}: " + "+".join(s.detail for s in mine[:REASON_SIGNALS])
+
+    def _result(self, task: str, signals: Sequence[Signal], reason: str, language: str,
+                scores: Mapping[str, float] | None = None) -> Classification:
+        ordered = tuple(sorted(signals, key=lambda s: -s.weight))
+        logger.debug("classified task=%s reason=%s", task, reason)
+        return Classification(task, ordered, reason, language, dict(scores or {}))

@@ -1,0 +1,92 @@
+"""Fixtures for router unit tests: a small fleet and FAKE engines (loadtest.fake_server) on local ports."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class FakeEngineServer:
+    """A FAKE OpenAI engine (loadtest.fake_server) served by uvicorn in a thread."""
+
+    def __init__(self, model: str, **settings: Any) -> None:
+        import uvicorn
+
+        from loadtest.fake_server import create_app
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app = create_app(models=[model], task_headers=False, **settings)
+        cfg = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(cfg)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                break
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)
+
+
+def fleet_dict(**router_overrides: Any) -> dict[str, Any]:
+    """A three-deployment fleet like the demo one (tiny models need not exist)."""
+    dep = {"accelerator": {"type": "cpu"}, "engine": {"max_model_len": 2048}, "max_ongoing_requests": 4,
+           "max_queued_requests": 4}
+    router: dict[str, Any] = {
+        "tasks": {
+            "code": {"candidates": ["coder", "general"], "system_prompt": "You are a coding assistant.",
+                     "sampling": {"temperature": 0.7, "top_p": 0.8}},
+            "math": {"candidates": ["general", "moe"], "enable_thinking": True},
+            "reasoning": {"candidates": ["moe", "general"], "enable_thinking": True},
+            "general": {"candidates": ["general", "moe"], "enable_thinking": False},
+            "vision": {"candidates": []},
+        },
+        "aliases": {"auto": None, "qwen-code": "code"},
+        "saturation": {"max_ongoing_ratio": 0.5},
+    }
+    router.update(router_overrides)
+    return {
+        "name": "unit",
+        "deployments": [
+            {"name": "general", "tiny": "qwen3", "model_path": "/nonexistent/general", **dep},
+            {"name": "coder", "tiny": "qwen2", "model_path": "/nonexistent/coder", **dep},
+            {"name": "moe", "tiny": "qwen3_moe", "model_path": "/nonexistent/moe", **dep},
+        ],
+        "router": router,
+    }
+
+
+@pytest.fixture(scope="module")
+def fake_engines() -> Iterator[dict[str, FakeEngineServer]]:
+    """One FAKE engine per fleet deployment (fast: 2 ms TTFT, 2000 tok/s)."""
+    engines = {name: FakeEngineServer(name, ttft_s=0.002, tokens_per_s=2000.0)
+               for name in ("general", "coder", "moe")}
+    yield engines
+    for e in engines.values():
+        e.stop()
+
+
+@pytest.fixture
+def fleet() -> Any:
+    from serve.config import FleetConfig
+
+    return FleetConfig.from_dict(fleet_dict())
+
+
+def run(coro: Any) -> Any:
+    return asyncio.get_event_loop().run_until_complete(coro)
