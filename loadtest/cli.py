@@ -23,6 +23,11 @@ from loadtest.arrivals import arrival_kind
 logger = logging.getLogger(__name__)
 
 
+def _echo(text: str) -> None:
+    """CLI output (stdout)."""
+    sys.stdout.write(text + "\n")
+
+
 def _add_endpoint_args(p: argparse.ArgumentParser, prefix: str = "", with_url: bool = True) -> None:
     if with_url:
         p.add_argument(f"--{prefix}base-url", default="http://127.0.0.1:8000", help="server root (no /v1)")
@@ -35,14 +40,19 @@ def _add_common_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--endpoint", choices=["chat", "completions"], default="chat")
     g.add_argument("--header", action="append", default=[], metavar="K:V", help="extra header (repeatable)")
     g.add_argument("--ignore-eos", action="store_true", help="exact output lengths: ignore_eos + min_tokens")
-    g.add_argument("--thinking", choices=["on", "off"], default=None, help="chat_template_kwargs.enable_thinking")
+    g.add_argument(
+        "--thinking", choices=["on", "off"], default=None, help="chat_template_kwargs.enable_thinking"
+    )
     g.add_argument("--send-task-header", action="store_true", help="send the workload task as x-qwen-task")
     g.add_argument("--extra-body", default=None, help="JSON merged into every request body")
     g.add_argument("--timeout", type=float, default=600.0, help="per-request timeout, s")
     g.add_argument("--usage-tolerance", type=int, default=0, help="allowed usage minus counted chunks")
     w = p.add_argument_group("workload")
-    w.add_argument("--dataset", choices=["random", "sharegpt", "task-mix", "shared-prefix", "multi-turn"],
-                   default="random")
+    w.add_argument(
+        "--dataset",
+        choices=["random", "sharegpt", "task-mix", "shared-prefix", "multi-turn"],
+        default="random",
+    )
     w.add_argument("--dataset-path", default=None, help="ShareGPT-format JSON (default: packaged ShareGPT)")
     w.add_argument("--num-prompts", type=int, default=200)
     w.add_argument("--random-input-len", default="1024", help="N | LOW:HIGH | normal:MEAN,STD")
@@ -60,8 +70,12 @@ def _add_common_args(p: argparse.ArgumentParser) -> None:
     lg = p.add_argument_group("load")
     lg.add_argument("--request-rate", type=float, default=math.inf, help="req/s (default inf)")
     lg.add_argument("--burstiness", type=float, default=1.0, help="gamma shape: 1 Poisson, <1 bursty")
-    lg.add_argument("--arrival", choices=["poisson", "gamma", "constant"], default=None,
-                    help="constant = evenly spaced (burstiness inf)")
+    lg.add_argument(
+        "--arrival",
+        choices=["poisson", "gamma", "constant"],
+        default=None,
+        help="constant = evenly spaced (burstiness inf)",
+    )
     lg.add_argument("--max-concurrency", type=int, default=None)
     lg.add_argument("--warmup", type=int, default=0, help="warm-up requests, excluded")
     lg.add_argument("--duration", type=float, default=None, help="stop dispatching after N s")
@@ -134,10 +148,16 @@ def client_options(a: argparse.Namespace, prefix: str = "", base_url: str | None
     url = base_url or a.base_url
     key = getattr(a, f"{prefix}api_key") or os.environ.get("OPENAI_API_KEY")
     return ClientOptions(
-        base_url=url, endpoint=a.endpoint, model=_resolve_model(url, getattr(a, f"{prefix}model"), key),
-        api_key=key, headers=_headers(a.header), ignore_eos=a.ignore_eos,
-        thinking=None if a.thinking is None else a.thinking == "on", send_task_header=a.send_task_header,
-        extra_body=json.loads(a.extra_body) if a.extra_body else {}, timeout_s=a.timeout,
+        base_url=url,
+        endpoint=a.endpoint,
+        model=_resolve_model(url, getattr(a, f"{prefix}model"), key),
+        api_key=key,
+        headers=_headers(a.header),
+        ignore_eos=a.ignore_eos,
+        thinking=None if a.thinking is None else a.thinking == "on",
+        send_task_header=a.send_task_header,
+        extra_body=json.loads(a.extra_body) if a.extra_body else {},
+        timeout_s=a.timeout,
         usage_tolerance=a.usage_tolerance,
     )
 
@@ -148,12 +168,19 @@ def workload_config(a: argparse.Namespace) -> Any:
 
     weights = {k.strip(): float(v) for k, v in (x.split("=") for x in a.task_weights.split(",") if x.strip())}
     return WorkloadConfig(
-        dataset=a.dataset, num_prompts=a.num_prompts, seed=a.seed,
+        dataset=a.dataset,
+        num_prompts=a.num_prompts,
+        seed=a.seed,
         input_len=LengthDist.parse(a.random_input_len, a.random_range_ratio),
         output_len=LengthDist.parse(a.random_output_len, a.random_range_ratio),
-        dataset_path=a.dataset_path, sharegpt_output_len=a.sharegpt_output_len, task_weights=weights,
-        num_prefixes=a.num_prefixes, prefix_len=a.prefix_len, prefix_as_system=a.prefix_as_system,
-        turns=LengthDist.parse(a.turns), tokenizer=a.tokenizer,
+        dataset_path=a.dataset_path,
+        sharegpt_output_len=a.sharegpt_output_len,
+        task_weights=weights,
+        num_prefixes=a.num_prefixes,
+        prefix_len=a.prefix_len,
+        prefix_as_system=a.prefix_as_system,
+        turns=LengthDist.parse(a.turns),
+        tokenizer=a.tokenizer,
     )
 
 
@@ -163,8 +190,14 @@ def load_config(a: argparse.Namespace) -> Any:
 
     burst = math.inf if a.arrival == "constant" else a.burstiness
     return LoadConfig(
-        request_rate=a.request_rate, burstiness=burst, max_concurrency=a.max_concurrency, warmup=a.warmup,
-        duration_s=a.duration, max_error_rate=a.max_error_rate, think_time_s=a.think_time, seed=a.seed,
+        request_rate=a.request_rate,
+        burstiness=burst,
+        max_concurrency=a.max_concurrency,
+        warmup=a.warmup,
+        duration_s=a.duration,
+        max_error_rate=a.max_error_rate,
+        think_time_s=a.think_time,
+        seed=a.seed,
         disable_tqdm=a.no_progress,
     )
 
@@ -176,10 +209,16 @@ def _outdir(a: argparse.Namespace, kind: str) -> Path:
 
 
 def _meta(a: argparse.Namespace, wl: Any) -> dict[str, Any]:
-    meta = {"dataset": wl.dataset, "num_prompts": wl.num_prompts, "seed": wl.seed,
-            "input_len": wl.input_len.describe(), "output_len": wl.output_len.describe(),
-            "arrivals": arrival_kind(a.request_rate, math.inf if a.arrival == "constant" else a.burstiness),
-            "ignore_eos": a.ignore_eos, "date": dt.datetime.now().isoformat(timespec="seconds")}
+    meta = {
+        "dataset": wl.dataset,
+        "num_prompts": wl.num_prompts,
+        "seed": wl.seed,
+        "input_len": wl.input_len.describe(),
+        "output_len": wl.output_len.describe(),
+        "arrivals": arrival_kind(a.request_rate, math.inf if a.arrival == "constant" else a.burstiness),
+        "ignore_eos": a.ignore_eos,
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+    }
     meta.update(dict(kv.split("=", 1) for kv in a.metadata))
     return meta
 
@@ -197,10 +236,10 @@ def cmd_run(a: argparse.Namespace) -> int:
     res = asyncio.run(run_once(opts, convs, load))
     meta = {**result_meta(opts, load, res), **_meta(a, wl)}
     summary = report.summarize(res.records, res.duration_s, pcts, goodput, meta)
-    print(report.console_table(summary))  # noqa: T201
+    _echo(report.console_table(summary))
     out = _outdir(a, "run")
     report.write_run_outputs(out, summary, res.records)
-    print(f"results: {out / report.RESULTS_FILE}  report: {out / report.HTML_FILE}")  # noqa: T201
+    _echo(f"results: {out / report.RESULTS_FILE}  report: {out / report.HTML_FILE}")
     return 0 if summary["completed"] else 1
 
 
@@ -213,27 +252,46 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
     opts, wl, load = client_options(a), workload_config(a), load_config(a)
     pcts, goodput = parse_percentiles(a.percentiles), parse_goodput(a.goodput)
-    cfg = SweepConfig(mode=a.mode, factor=a.factor, start_factor=a.start_factor, max_steps=a.max_steps,
-                      min_gain=a.min_gain, slo_fraction=a.slo_fraction)
+    cfg = SweepConfig(
+        mode=a.mode,
+        factor=a.factor,
+        start_factor=a.start_factor,
+        max_steps=a.max_steps,
+        min_gain=a.min_gain,
+        slo_fraction=a.slo_fraction,
+    )
     res = asyncio.run(run_sweep(opts, build_workload(wl), load, cfg, pcts, goodput))
     out = _outdir(a, "sweep")
     out.mkdir(parents=True, exist_ok=True)
-    for i, (p, recs) in enumerate(zip(res.points, res.records)):
+    for i, (p, recs) in enumerate(zip(res.points, res.records, strict=False)):
         step = out / f"step-{i:02d}"
         step.mkdir(exist_ok=True)
         report.write_records(step / report.REQUESTS_FILE, recs)
         report.write_json(step / report.RESULTS_FILE, p)
-    doc = {"mode": a.mode, "stop_reason": res.stop_reason, "saturation": res.saturation, "points": res.points,
-           **_meta(a, wl), "base_url": opts.base_url, "model_id": opts.model}
+    doc = {
+        "mode": a.mode,
+        "stop_reason": res.stop_reason,
+        "saturation": res.saturation,
+        "points": res.points,
+        **_meta(a, wl),
+        "base_url": opts.base_url,
+        "model_id": opts.model,
+    }
     report.write_json(out / "sweep.json", doc)
     (out / "sweep.html").write_text(report.render_sweep_html(res.points, res.stop_reason, a.mode))
-    print(f"{'load':>10}{'req/s':>10}{'out tok/s':>12}{'ttft p50':>10}{'ttft p99':>10}{'itl p50':>9}{'err':>6}")  # noqa: T201
+    _echo(
+        f"{'load':>10}{'req/s':>10}{'out tok/s':>12}{'ttft p50':>10}{'ttft p99':>10}{'itl p50':>9}{'err':>6}"
+    )
     for p in res.points:
-        print(f"{p['load']:>10.3g}{p['request_throughput']:>10.2f}{p['output_throughput']:>12.1f}"  # noqa: T201
-              f"{p['median_ttft_ms']:>10.1f}{p.get('p99_ttft_ms', 0):>10.1f}{p['median_itl_ms']:>9.1f}{p['failed']:>6}")
+        _echo(
+            f"{p['load']:>10.3g}{p['request_throughput']:>10.2f}{p['output_throughput']:>12.1f}"
+            f"{p['median_ttft_ms']:>10.1f}{p.get('p99_ttft_ms', 0):>10.1f}{p['median_itl_ms']:>9.1f}{p['failed']:>6}"
+        )
     sat = res.saturation or {}
-    print(f"stopped: {res.stop_reason}; saturation at {a.mode}={sat.get('load', 0):.3g}: "  # noqa: T201
-          f"{sat.get('output_throughput', 0):.1f} out tok/s. sweep: {out / 'sweep.json'}")
+    _echo(
+        f"stopped: {res.stop_reason}; saturation at {a.mode}={sat.get('load', 0):.3g}: "
+        f"{sat.get('output_throughput', 0):.1f} out tok/s. sweep: {out / 'sweep.json'}"
+    )
     return 0
 
 
@@ -247,17 +305,18 @@ def cmd_compare(a: argparse.Namespace) -> int:
     wl, load = workload_config(a), load_config(a)
     oa, ob = client_options(a, "a_", a.a_base_url), client_options(a, "b_", a.b_base_url)
     pcts, goodput = parse_percentiles(a.percentiles), parse_goodput(a.goodput)
-    res, records = asyncio.run(run_compare(oa, ob, build_workload(wl), load, a.mode, a.rounds, pcts, goodput,
-                                           (a.a_label, a.b_label)))
+    res, records = asyncio.run(
+        run_compare(oa, ob, build_workload(wl), load, a.mode, a.rounds, pcts, goodput, (a.a_label, a.b_label))
+    )
     res.update(_meta(a, wl))
-    print(compare_table(res))  # noqa: T201
+    _echo(compare_table(res))
     out = _outdir(a, "compare")
     out.mkdir(parents=True, exist_ok=True)
     report.write_json(out / "compare.json", res)
     for label, recs in records.items():
         report.write_records(out / f"requests-{label}.jsonl", recs)
     (out / "compare.html").write_text(report.render_compare_html(res, records))
-    print(f"results: {out / 'compare.json'}")  # noqa: T201
+    _echo(f"results: {out / 'compare.json'}")
     return 0
 
 
@@ -265,15 +324,17 @@ def cmd_report(a: argparse.Namespace) -> int:
     """``report``: rebuild report.html from results.json + requests.jsonl."""
     from loadtest import report
 
-    print(report.rebuild_report(Path(a.dir)))  # noqa: T201
+    _echo(str(report.rebuild_report(Path(a.dir))))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``qwen-loadtest``."""
     a = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if getattr(a, "verbose", False) else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if getattr(a, "verbose", False) else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     handlers = {"run": cmd_run, "sweep": cmd_sweep, "compare": cmd_compare, "report": cmd_report}
     return handlers[a.command](a)
 

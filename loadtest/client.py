@@ -30,17 +30,21 @@ _THINK_TAGS = ("<think>", "</think>")
 class ClientOptions(BaseModel):
     """How requests are built and checked."""
 
-    base_url: str = Field("http://127.0.0.1:8000", description="server root, without /v1")
-    endpoint: Literal["chat", "completions"] = Field("chat", description="API surface")
-    model: str = Field("auto", description="model field of each request")
-    api_key: str | None = Field(None, description="sent as Authorization: Bearer")
+    base_url: str = Field(default="http://127.0.0.1:8000", description="server root, without /v1")
+    endpoint: Literal["chat", "completions"] = Field(default="chat", description="API surface")
+    model: str = Field(default="auto", description="model field of each request")
+    api_key: str | None = Field(default=None, description="sent as Authorization: Bearer")
     headers: dict[str, str] = Field(default_factory=dict, description="extra request headers")
-    ignore_eos: bool = Field(False, description="send ignore_eos and min_tokens = max_tokens")
-    thinking: bool | None = Field(None, description="chat_template_kwargs.enable_thinking; None = unset")
-    send_task_header: bool = Field(False, description="send the workload's task as x-qwen-task")
+    ignore_eos: bool = Field(default=False, description="send ignore_eos and min_tokens = max_tokens")
+    thinking: bool | None = Field(
+        default=None, description="chat_template_kwargs.enable_thinking; None = unset"
+    )
+    send_task_header: bool = Field(default=False, description="send the workload's task as x-qwen-task")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="merged into every request")
-    timeout_s: float = Field(600.0, gt=0, description="per-request timeout")
-    usage_tolerance: int = Field(0, ge=0, description="allowed usage - counted chunks (parser tokens)")
+    timeout_s: float = Field(default=600.0, gt=0, description="per-request timeout")
+    usage_tolerance: int = Field(
+        default=0, ge=0, description="allowed usage - counted chunks (parser tokens)"
+    )
 
     @property
     def url(self) -> str:
@@ -105,7 +109,10 @@ def build_payload(
             msgs += [{"role": "user", "content": u}, {"role": "assistant", "content": a}]
         content: Any = turn.prompt
         if turn.image_url:
-            content = [{"type": "text", "text": turn.prompt}, {"type": "image_url", "image_url": {"url": turn.image_url}}]
+            content = [
+                {"type": "text", "text": turn.prompt},
+                {"type": "image_url", "image_url": {"url": turn.image_url}},
+            ]
         msgs.append({"role": "user", "content": content})
         body["messages"] = msgs
         if opts.thinking is not None:
@@ -183,8 +190,12 @@ class _StreamError(Exception):
 
 
 async def send_turn(
-    session: aiohttp.ClientSession, opts: ClientOptions, conv: Conversation, turn_idx: int,
-    history: list[tuple[str, str]], scheduled: float,
+    session: aiohttp.ClientSession,
+    opts: ClientOptions,
+    conv: Conversation,
+    turn_idx: int,
+    history: list[tuple[str, str]],
+    scheduled: float,
 ) -> RequestRecord:
     """Send one turn and return its record (never raises for request failures).
 
@@ -198,8 +209,15 @@ async def send_turn(
     """
     turn = conv.turns[turn_idx]
     rid = uuid.uuid4().hex
-    rec = RequestRecord(conversation=conv.index, turn=turn_idx, task=conv.task, request_id=rid,
-                        scheduled=scheduled, expected_prompt_len=turn.prompt_len, max_tokens=turn.output_len)
+    rec = RequestRecord(
+        conversation=conv.index,
+        turn=turn_idx,
+        task=conv.task,
+        request_id=rid,
+        scheduled=scheduled,
+        expected_prompt_len=turn.prompt_len,
+        max_tokens=turn.output_len,
+    )
     rec.prompt_len = turn.prompt_len
     payload = build_payload(opts, conv, turn, history)
     state = _StreamState(rec, opts.endpoint == "chat")

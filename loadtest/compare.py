@@ -47,7 +47,10 @@ def comparison(a: dict[str, Any], b: dict[str, Any], percentiles: Sequence[float
 
 
 async def _rounds(
-    opts: dict[str, ClientOptions], convs: Sequence[Conversation], load: LoadConfig, rounds: int,
+    opts: dict[str, ClientOptions],
+    convs: Sequence[Conversation],
+    load: LoadConfig,
+    rounds: int,
     pbar: tqdm | None,
 ) -> tuple[dict[str, list[RequestRecord]], dict[str, float], list[float]]:
     chunks = [list(c) for c in np.array_split(np.arange(len(convs)), rounds) if len(c)]
@@ -64,7 +67,9 @@ async def _rounds(
                 res = await run_load(session, opts[label], sub, round_load, label, pbar, warmup=(r == 0))
                 records[label] += res.records
                 durations[label] += res.duration_s
-                tput[label] = sum(x.output_tokens for x in res.records if x.success) / max(res.duration_s, 1e-9)
+                tput[label] = sum(x.output_tokens for x in res.records if x.success) / max(
+                    res.duration_s, 1e-9
+                )
             if tput[labels[1]]:
                 per_round.append(tput[labels[0]] / tput[labels[1]])
     return records, durations, per_round
@@ -77,13 +82,22 @@ async def _concurrent(
         results: list[RunResult] = await asyncio.gather(
             *(run_load(session, o, convs, load, label, pbar) for label, o in opts.items())
         )
-    return ({k: r.records for k, r in zip(opts, results)}, {k: r.duration_s for k, r in zip(opts, results)})
+    return (
+        {k: r.records for k, r in zip(opts, results, strict=False)},
+        {k: r.duration_s for k, r in zip(opts, results, strict=False)},
+    )
 
 
 async def run_compare(
-    a: ClientOptions, b: ClientOptions, convs: Sequence[Conversation], load: LoadConfig,
-    mode: Literal["rounds", "concurrent"] = "rounds", rounds: int = 4, percentiles: Sequence[float] = (50, 99),
-    goodput: dict[str, float] | None = None, labels: tuple[str, str] = ("A", "B"),
+    a: ClientOptions,
+    b: ClientOptions,
+    convs: Sequence[Conversation],
+    load: LoadConfig,
+    mode: Literal["rounds", "concurrent"] = "rounds",
+    rounds: int = 4,
+    percentiles: Sequence[float] = (50, 99),
+    goodput: dict[str, float] | None = None,
+    labels: tuple[str, str] = ("A", "B"),
 ) -> tuple[dict[str, Any], dict[str, list[RequestRecord]]]:
     """Run the comparison and return (result dict, records by label).
 
@@ -105,7 +119,9 @@ async def run_compare(
     per_round: list[float] = []
     with tqdm(total=total, disable=load.disable_tqdm, desc="compare", unit="req") as pbar:
         if mode == "rounds":
-            records, durations, per_round = await _rounds(opts, convs, load, max(1, min(rounds, len(convs))), pbar)
+            records, durations, per_round = await _rounds(
+                opts, convs, load, max(1, min(rounds, len(convs))), pbar
+            )
         else:
             records, durations = await _concurrent(opts, convs, load, pbar)
     metrics = {k: compute_metrics(records[k], durations[k], percentiles, goodput) for k in opts}
@@ -122,8 +138,11 @@ async def run_compare(
     }
     if per_round:
         out["per_round_output_throughput_ratio"] = per_round
-        out["output_throughput_ratio_spread"] = {"min": min(per_round), "max": max(per_round),
-                                                 "cv": float(np.std(per_round) / np.mean(per_round))}
+        out["output_throughput_ratio_spread"] = {
+            "min": min(per_round),
+            "max": max(per_round),
+            "cv": float(np.std(per_round) / np.mean(per_round)),
+        }
     return out, records
 
 
@@ -141,7 +160,9 @@ def compare_table(res: dict[str, Any]) -> str:
     for k, d in res["deltas_ms"].items():
         r = res["latency_ratios"].get(k)
         lines.append(f"{k:<30}{a[k]:>14.2f}{b[k]:>14.2f}{(f'{r:.3f}x' if r else '-'):>10}{d:>+10.2f}")
-    lines.append(f"{'completed / failed':<30}{a['completed']:>9}/{a['failed']:<4}{b['completed']:>9}/{b['failed']:<4}")
+    lines.append(
+        f"{'completed / failed':<30}{a['completed']:>9}/{a['failed']:<4}{b['completed']:>9}/{b['failed']:<4}"
+    )
     if "output_throughput_ratio_spread" in res:
         s = res["output_throughput_ratio_spread"]
         lines.append(f"per-round output tok/s ratio: min {s['min']:.3f} max {s['max']:.3f} cv {s['cv']:.3f}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -40,22 +41,30 @@ TASK_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 class FakeServerSettings(BaseModel):
     """Behaviour of the fake server."""
 
-    ttft_s: float = Field(0.05, ge=0, description="time to first token, seconds")
-    tokens_per_s: float = Field(100.0, gt=0, description="decode rate per sequence")
-    natural_len: int = Field(64, ge=1, description="tokens before a natural stop (EOS) unless ignore_eos")
-    default_max_tokens: int = Field(256, ge=1, description="max_tokens when the request sets none")
-    max_model_len: int = Field(32768, ge=1, description="max_tokens above this is a 400")
-    chunk_tokens: int = Field(1, ge=1, description="tokens per streamed chunk (like --stream-interval)")
+    ttft_s: float = Field(default=0.05, ge=0, description="time to first token, seconds")
+    tokens_per_s: float = Field(default=100.0, gt=0, description="decode rate per sequence")
+    natural_len: int = Field(
+        default=64, ge=1, description="tokens before a natural stop (EOS) unless ignore_eos"
+    )
+    default_max_tokens: int = Field(default=256, ge=1, description="max_tokens when the request sets none")
+    max_model_len: int = Field(default=32768, ge=1, description="max_tokens above this is a 400")
+    chunk_tokens: int = Field(
+        default=1, ge=1, description="tokens per streamed chunk (like --stream-interval)"
+    )
     models: list[str] = Field(default_factory=lambda: ["fake-qwen"], description="served model ids")
     task_models: dict[str, str] = Field(default_factory=dict, description="task -> model for x-qwen-model")
-    task_headers: bool = Field(True, description="send x-qwen-task / x-qwen-model response headers")
-    reasoning_tokens: int = Field(0, ge=0, description="reasoning tokens when thinking is on (0: half)")
-    thinking_default: bool = Field(False, description="thinking when the request does not say")
-    reasoning_field: str = Field("reasoning", description="delta field for reasoning text")
-    error_rate: float = Field(0.0, ge=0, le=1, description="fraction of requests answered with a 503")
-    usage_skew: int = Field(0, description="added to reported completion_tokens (to test the checks)")
-    exact_prompt_tokens: bool = Field(False, description="count prompt tokens with the Qwen tokenizer")
-    seed: int = Field(0, description="seed for error injection")
+    task_headers: bool = Field(default=True, description="send x-qwen-task / x-qwen-model response headers")
+    reasoning_tokens: int = Field(
+        default=0, ge=0, description="reasoning tokens when thinking is on (0: half)"
+    )
+    thinking_default: bool = Field(default=False, description="thinking when the request does not say")
+    reasoning_field: str = Field(default="reasoning", description="delta field for reasoning text")
+    error_rate: float = Field(default=0.0, ge=0, le=1, description="fraction of requests answered with a 503")
+    usage_skew: int = Field(default=0, description="added to reported completion_tokens (to test the checks)")
+    exact_prompt_tokens: bool = Field(
+        default=False, description="count prompt tokens with the Qwen tokenizer"
+    )
+    seed: int = Field(default=0, description="seed for error injection")
 
 
 def _error(status: int, message: str, err_type: str) -> JSONResponse:
@@ -90,13 +99,30 @@ def fake_classify(text: str, has_image: bool) -> str:
     return "general"
 
 
+@functools.lru_cache(maxsize=4096)
+def _choice_json(
+    chat: bool, index: int, rfield: str, reasoning: str, content: str, finish: str | None
+) -> str:
+    """JSON of one streamed choice (cached: the fake repeats a handful of words)."""
+    if not chat:
+        return json.dumps({"index": index, "text": content, "finish_reason": finish})
+    delta: dict[str, str] = {rfield: reasoning} if reasoning else {}
+    if content or not reasoning:
+        delta["content"] = content
+    return json.dumps({"index": index, "delta": delta, "finish_reason": finish})
+
+
 class _Plan:
     """What one request will generate."""
 
     def __init__(self, s: FakeServerSettings, body: dict[str, Any], chat: bool) -> None:
         mt = body.get("max_completion_tokens") or body.get("max_tokens") or s.default_max_tokens
         self.max_tokens = int(mt)
-        stop_at = self.max_tokens if body.get("ignore_eos") else max(s.natural_len, int(body.get("min_tokens") or 0))
+        stop_at = (
+            self.max_tokens
+            if body.get("ignore_eos")
+            else max(s.natural_len, int(body.get("min_tokens") or 0))
+        )
         self.n_tokens = max(1, min(self.max_tokens, stop_at))
         self.finish = "length" if self.n_tokens >= self.max_tokens else "stop"
         kwargs = body.get("chat_template_kwargs") or {}
@@ -116,14 +142,21 @@ class FakeEngine:
 
     def _prompt_tokens(self, body: dict[str, Any], chat: bool) -> int:
         if not self.s.exact_prompt_tokens:
-            text = " ".join(_text_of(m.get("content")) for m in body["messages"]) if chat else str(body["prompt"])
+            text = (
+                " ".join(_text_of(m.get("content")) for m in body["messages"])
+                if chat
+                else str(body["prompt"])
+            )
             return max(1, len(text.split()))
         if self._tok is None:
             from loadtest.tokens import load_tokenizer
 
             self._tok = load_tokenizer()
         if chat:
-            msgs = [{"role": m.get("role", "user"), "content": _text_of(m.get("content"))} for m in body["messages"]]
+            msgs = [
+                {"role": m.get("role", "user"), "content": _text_of(m.get("content"))}
+                for m in body["messages"]
+            ]
             return len(self._tok.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True))
         return len(self._tok.encode(str(body["prompt"]), add_special_tokens=False))
 
@@ -147,7 +180,11 @@ class FakeEngine:
             return {}
         task = request.headers.get("x-qwen-task")
         if not task:
-            text = " ".join(_text_of(m.get("content")) for m in body["messages"]) if chat else str(body["prompt"])
+            text = (
+                " ".join(_text_of(m.get("content")) for m in body["messages"])
+                if chat
+                else str(body["prompt"])
+            )
             task = fake_classify(text[:2000], chat and _has_image(body["messages"]))
         model = body.get("model") or "auto"
         if model == "auto":
@@ -182,7 +219,11 @@ class FakeEngine:
 
     def _usage(self, plan: _Plan, prompt_tokens: int) -> dict[str, int]:
         completion = plan.n * plan.n_tokens + self.s.usage_skew
-        return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": prompt_tokens + completion,
+        }
 
     def _full(self, plan: _Plan, model: str, chat: bool, prompt_tokens: int) -> dict[str, Any]:
         reasoning, content = self._texts(plan, 0, plan.n_tokens)
@@ -208,41 +249,46 @@ class FakeEngine:
         self, plan: _Plan, model: str, chat: bool, prompt_tokens: int, include_usage: bool
     ) -> AsyncIterator[bytes]:
         head = json.dumps(
-            {"id": f"fake-{uuid.uuid4().hex}", "object": "chat.completion.chunk" if chat else "text_completion",
-             "created": int(time.time()), "model": model}
+            {
+                "id": f"fake-{uuid.uuid4().hex}",
+                "object": "chat.completion.chunk" if chat else "text_completion",
+                "created": int(time.time()),
+                "model": model,
+            }
         )[:-1]
         t0 = time.perf_counter()
         await asyncio.sleep(self.s.ttft_s)
+        pending: list[str] = []
         if chat:
             for i in range(plan.n):
                 role = {"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-                yield f'data: {head}, "choices": [{json.dumps(role)}]}}\n\n'.encode()
+                pending.append(f'data: {head}, "choices": [{json.dumps(role)}]}}\n\n')
         step = self.s.chunk_tokens
         for start in range(0, plan.n_tokens, step):
             delay = t0 + self.s.ttft_s + start / self.s.tokens_per_s - time.perf_counter()
             if delay > 0:
+                if pending:  # flush events that are already due before waiting
+                    yield "".join(pending).encode()
+                    pending = []
                 await asyncio.sleep(delay)
             stop = min(plan.n_tokens, start + step)
             reasoning, content = self._texts(plan, start, stop)
             finish = plan.finish if stop == plan.n_tokens else None
-            parts = []
-            for i in range(plan.n):
-                if chat:
-                    delta: dict[str, str] = {self.s.reasoning_field: reasoning} if reasoning else {}
-                    if content or not reasoning:
-                        delta["content"] = content
-                    parts.append({"index": i, "delta": delta, "finish_reason": finish})
-                else:
-                    parts.append({"index": i, "text": content, "finish_reason": finish})
-            for p in parts:  # one choice per chunk, as vLLM does for n > 1
-                yield f'data: {head}, "choices": [{json.dumps(p)}]}}\n\n'.encode()
+            for i in range(plan.n):  # one choice per chunk, as vLLM does for n > 1
+                part = _choice_json(chat, i, self.s.reasoning_field, reasoning, content, finish)
+                pending.append(f'data: {head}, "choices": [{part}]}}\n\n')
         if include_usage:
-            yield f'data: {head}, "choices": [], "usage": {json.dumps(self._usage(plan, prompt_tokens))}}}\n\n'.encode()
-        yield b"data: [DONE]\n\n"
+            usage = json.dumps(self._usage(plan, prompt_tokens))
+            pending.append(f'data: {head}, "choices": [], "usage": {usage}}}\n\n')
+        pending.append("data: [DONE]\n\n")
+        yield "".join(pending).encode()
 
 
 def create_app(
-    ttft_s: float = 0.05, tokens_per_s: float = 100.0, settings: FakeServerSettings | None = None, **kwargs: Any
+    ttft_s: float = 0.05,
+    tokens_per_s: float = 100.0,
+    settings: FakeServerSettings | None = None,
+    **kwargs: Any,
 ) -> FastAPI:
     """Build the fake server app.
 
@@ -282,7 +328,9 @@ def create_app(
 
 def main(argv: list[str] | None = None) -> None:
     """CLI: ``python -m loadtest.fake_server --port 9001 --ttft-ms 50 --tps 100``."""
-    p = argparse.ArgumentParser(description="FAKE OpenAI-compatible server for load-test and router benchmarks")
+    p = argparse.ArgumentParser(
+        description="FAKE OpenAI-compatible server for load-test and router benchmarks"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9001)
     p.add_argument("--ttft-ms", type=float, default=50.0)
@@ -299,9 +347,15 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     app = create_app(
-        ttft_s=a.ttft_ms / 1000.0, tokens_per_s=a.tps, natural_len=a.natural_len, chunk_tokens=a.chunk_tokens,
-        models=a.model or ["fake-qwen"], reasoning_tokens=a.reasoning_tokens, thinking_default=a.thinking_default,
-        error_rate=a.error_rate, exact_prompt_tokens=a.exact_prompt_tokens,
+        ttft_s=a.ttft_ms / 1000.0,
+        tokens_per_s=a.tps,
+        natural_len=a.natural_len,
+        chunk_tokens=a.chunk_tokens,
+        models=a.model or ["fake-qwen"],
+        reasoning_tokens=a.reasoning_tokens,
+        thinking_default=a.thinking_default,
+        error_rate=a.error_rate,
+        exact_prompt_tokens=a.exact_prompt_tokens,
     )
     uvicorn.run(app, host=a.host, port=a.port, log_level=a.log_level, access_log=False)
 

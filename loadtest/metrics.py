@@ -99,7 +99,9 @@ def _peaks(ok: Sequence[RequestRecord]) -> tuple[float, int]:
 
 
 def compute_metrics(
-    records: Sequence[RequestRecord], duration_s: float, percentiles: Sequence[float] = (99,),
+    records: Sequence[RequestRecord],
+    duration_s: float,
+    percentiles: Sequence[float] = (99,),
     goodput: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Compute the summary metrics of one run (or of a subset, e.g. one task, over the same duration).
@@ -152,7 +154,10 @@ def compute_metrics(
 
 
 def breakdown(
-    records: Sequence[RequestRecord], key: str, duration_s: float, percentiles: Sequence[float],
+    records: Sequence[RequestRecord],
+    key: str,
+    duration_s: float,
+    percentiles: Sequence[float],
     goodput: dict[str, float] | None,
 ) -> dict[str, dict[str, Any]]:
     """Metrics per value of a record attribute (``task``, ``routed_task`` or ``routed_model``)."""

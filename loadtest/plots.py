@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def latency_cdfs(groups: dict[str, Sequence[RequestRecord]]) -> bytes:
+def latency_cdfs(groups: Mapping[str, Sequence[RequestRecord]]) -> bytes:
     """CDFs of TTFT, TPOT, ITL and E2EL (ms), one line per group (e.g. endpoint A and B)."""
     import matplotlib.pyplot as plt
 
@@ -44,7 +44,7 @@ def latency_cdfs(groups: dict[str, Sequence[RequestRecord]]) -> bytes:
             "ITL": [x * 1e3 for r in ok for x in r.itl],
             "E2EL": [r.latency * 1e3 for r in ok],
         }
-        for ax, (name, vals) in zip(axes, series.items()):
+        for ax, (name, vals) in zip(axes, series.items(), strict=False):
             if vals:
                 v = np.sort(np.asarray(vals))
                 ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=label or None)
@@ -97,7 +97,12 @@ def sweep_curves(points: Sequence[dict[str, Any]], load_key: str) -> bytes:
     ax0b.plot(x, [p["request_throughput"] for p in points], "s--", color="tab:orange", label="req/s")
     axes[0].set_xlabel(load_key)
     axes[0].set_title("Throughput vs load")
-    for key, style in (("median_ttft_ms", "o-"), ("p99_ttft_ms", "o--"), ("median_itl_ms", "s-"), ("p99_itl_ms", "s--")):
+    for key, style in (
+        ("median_ttft_ms", "o-"),
+        ("p99_ttft_ms", "o--"),
+        ("median_itl_ms", "s-"),
+        ("p99_itl_ms", "s--"),
+    ):
         if key in points[0]:
             axes[1].plot(x, [p[key] for p in points], style, label=key)
     axes[1].set_xlabel(load_key)

@@ -7,7 +7,7 @@ import html
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,11 @@ HTML_FILE = "report.html"
 
 
 def summarize(
-    records: Sequence[RequestRecord], duration_s: float, percentiles: Sequence[float],
-    goodput: dict[str, float] | None, meta: dict[str, Any],
+    records: Sequence[RequestRecord],
+    duration_s: float,
+    percentiles: Sequence[float],
+    goodput: dict[str, float] | None,
+    meta: dict[str, Any],
 ) -> dict[str, Any]:
     """The full result: run metadata, vLLM-named metrics, breakdowns and router agreement."""
     out: dict[str, Any] = dict(meta)
@@ -59,28 +62,46 @@ def console_table(res: dict[str, Any], title: str = "Benchmark Result") -> str:
     row("Output token throughput (tok/s):", res["output_throughput"])
     row("Peak output token throughput (tok/s):", res["max_output_tokens_per_s"])
     row("Total token throughput (tok/s):", res["total_token_throughput"])
-    for key, name in (("ttft", "TTFT"), ("tpot", "TPOT (excl. 1st)"), ("itl", "ITL"), ("e2el", "E2EL"),
-                      ("client_queue_time", "Client queue")):
+    for key, name in (
+        ("ttft", "TTFT"),
+        ("tpot", "TPOT (excl. 1st)"),
+        ("itl", "ITL"),
+        ("e2el", "E2EL"),
+        ("client_queue_time", "Client queue"),
+    ):
         lines.append("{s:{c}^{n}}".format(s=f" {name} (ms) ", n=60, c="-"))
         row(f"Mean {name}:", res[f"mean_{key}_ms"])
         row(f"Median {name}:", res[f"median_{key}_ms"])
         for p in res.get("percentiles", []):
-            row(f"P{pword(p)} {name}:", res[f"p{pword(p)}_{key}_ms"])
+            if p != 50:  # already shown as the median
+                row(f"P{pword(p)} {name}:", res[f"p{pword(p)}_{key}_ms"])
     lines.append("-" * 60)
     row("Errors by kind:", json.dumps(res["errors"]) if res["errors"] else "none")
     row("Failed checks:", json.dumps(res["checks"]) if res["checks"] else "none")
-    row("Client CPU mean / max (%):", f"{res.get('client_cpu_percent_mean', 0):.0f} / "
-        f"{res.get('client_cpu_percent_max', 0):.0f}")
+    row(
+        "Client CPU mean / max (%):",
+        f"{res.get('client_cpu_percent_mean', 0):.0f} / {res.get('client_cpu_percent_max', 0):.0f}",
+    )
     if res.get("client_cpu_percent_mean", 0) > 70:
         lines.append("WARNING: client CPU above 70 %: the client may be the bottleneck")
+    lag = res.get(f"p{pword(max(res.get('percentiles') or [99]))}_client_queue_time_ms", 0.0)
+    if not res.get("max_concurrency") and lag > 10:
+        lines.append(
+            f"NOTE: no concurrency cap, so client queue time is send lag ({lag:.0f} ms at the top percentile): "
+            "the client host is busy and requests left late (offered load burstier than asked)"
+        )
     for key, label in (("by_task", "task"), ("by_routed_model", "routed model")):
         groups = res.get(key) or {}
         if len(groups) > 1 or (groups and "-" not in groups):
             lines.append("{s:{c}^{n}}".format(s=f" per {label} ", n=60, c="-"))
-            lines.append(f"{'':<20}{'ok':>6}{'fail':>6}{'req/s':>9}{'ttft p50':>10}{'itl p50':>9}{'e2el p50':>10}")
+            lines.append(
+                f"{'':<20}{'ok':>6}{'fail':>6}{'req/s':>9}{'ttft p50':>10}{'itl p50':>9}{'e2el p50':>10}"
+            )
             for name, m in groups.items():
-                lines.append(f"{name[:19]:<20}{m['completed']:>6}{m['failed']:>6}{m['request_throughput']:>9.2f}"
-                             f"{m['median_ttft_ms']:>10.1f}{m['median_itl_ms']:>9.1f}{m['median_e2el_ms']:>10.1f}")
+                lines.append(
+                    f"{name[:19]:<20}{m['completed']:>6}{m['failed']:>6}{m['request_throughput']:>9.2f}"
+                    f"{m['median_ttft_ms']:>10.1f}{m['median_itl_ms']:>9.1f}{m['median_e2el_ms']:>10.1f}"
+                )
     lines.append("=" * 60)
     return "\n".join(lines)
 
@@ -126,8 +147,10 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(png).decode()}"/>'
 
 
-_CSS = ("body{font-family:sans-serif;margin:2em;max-width:1500px}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}th{background:#eee}img{max-width:100%}")
+_CSS = (
+    "body{font-family:sans-serif;margin:2em;max-width:1500px}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}th{background:#eee}img{max-width:100%}"
+)
 
 
 def _metrics_table(cols: dict[str, dict[str, Any]], keys: Sequence[str]) -> str:
@@ -144,28 +167,57 @@ def _metrics_table(cols: dict[str, dict[str, Any]], keys: Sequence[str]) -> str:
 
 def summary_keys(res: dict[str, Any]) -> list[str]:
     """The scalar metric keys of a result, in display order."""
-    keys = ["completed", "failed", "duration", "request_throughput", "request_goodput", "output_throughput",
-            "total_token_throughput", "max_output_tokens_per_s", "max_concurrent_requests"]
+    keys = [
+        "completed",
+        "failed",
+        "duration",
+        "request_throughput",
+        "request_goodput",
+        "output_throughput",
+        "total_token_throughput",
+        "max_output_tokens_per_s",
+        "max_concurrent_requests",
+    ]
     for m in ("ttft", "tpot", "itl", "e2el", "client_queue_time", "e2el_incl_queue"):
-        keys += [f"mean_{m}_ms", f"median_{m}_ms"] + [f"p{pword(p)}_{m}_ms" for p in res.get("percentiles", [])]
+        keys += [f"mean_{m}_ms", f"median_{m}_ms"] + [
+            f"p{pword(p)}_{m}_ms" for p in res.get("percentiles", [])
+        ]
     keys += ["client_cpu_percent_mean", "client_cpu_percent_max"]
     return keys
 
 
-def render_html(res: dict[str, Any], records: Sequence[RequestRecord], title: str = "qwen-loadtest report") -> str:
+def render_html(
+    res: dict[str, Any], records: Sequence[RequestRecord], title: str = "qwen-loadtest report"
+) -> str:
     """A self-contained HTML page: summary, breakdowns, errors, checks and embedded PNG plots."""
-    parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style>"
-             f"</head><body><h1>{html.escape(title)}</h1>"]
-    info = {k: res.get(k) for k in ("base_url", "model_id", "endpoint_type", "dataset", "request_rate", "arrivals",
-                                    "max_concurrency", "stopped_by", "goodput_config")}
+    parts = [
+        f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style>"
+        f"</head><body><h1>{html.escape(title)}</h1>"
+    ]
+    info = {
+        k: res.get(k)
+        for k in (
+            "base_url",
+            "model_id",
+            "endpoint_type",
+            "dataset",
+            "request_rate",
+            "arrivals",
+            "max_concurrency",
+            "stopped_by",
+            "goodput_config",
+        )
+    }
     parts.append(f"<pre>{html.escape(json.dumps(_jsonable(info), indent=1))}</pre>")
     parts.append("<h2>Summary</h2>" + _metrics_table({"all": res}, summary_keys(res)))
     for key in ("by_task", "by_routed_task", "by_routed_model"):
         groups = res.get(key) or {}
         if groups and list(groups) != ["-"]:
             parts.append(f"<h2>{key.replace('_', ' ')}</h2>" + _metrics_table(groups, summary_keys(res)[:13]))
-    parts.append(f"<h2>Errors and checks</h2><pre>errors: {html.escape(json.dumps(res.get('errors')))}\n"
-                 f"checks: {html.escape(json.dumps(res.get('checks')))}</pre>")
+    parts.append(
+        f"<h2>Errors and checks</h2><pre>errors: {html.escape(json.dumps(res.get('errors')))}\n"
+        f"checks: {html.escape(json.dumps(res.get('checks')))}</pre>"
+    )
     if records:
         parts.append("<h2>Latency CDFs</h2>" + _img(plots.latency_cdfs({"": records}), "latency CDFs"))
         parts.append("<h2>Timeline and TTFT vs load</h2>" + _img(plots.timeline(records), "timeline"))
@@ -192,11 +244,13 @@ def rebuild_report(outdir: Path) -> Path:
     return target
 
 
-def render_compare_html(res: dict[str, Any], records: dict[str, Sequence[RequestRecord]]) -> str:
+def render_compare_html(res: dict[str, Any], records: Mapping[str, Sequence[RequestRecord]]) -> str:
     """HTML for ``compare``: both endpoints, ratios, deltas and overlaid latency CDFs."""
     la, lb = res["labels"]
-    parts = [f"<html><head><meta charset='utf-8'><title>compare</title><style>{_CSS}</style></head><body>"
-             f"<h1>Compare {html.escape(la)} vs {html.escape(lb)} ({html.escape(res['mode'])})</h1>"]
+    parts = [
+        f"<html><head><meta charset='utf-8'><title>compare</title><style>{_CSS}</style></head><body>"
+        f"<h1>Compare {html.escape(la)} vs {html.escape(lb)} ({html.escape(res['mode'])})</h1>"
+    ]
     eps = res["endpoints"]
     parts.append(_metrics_table(eps, summary_keys({"percentiles": res["percentiles"]})))
     cmp_rows = {"A/B ratio": {**res["ratios"], **res["latency_ratios"]}, "A-B (ms)": res["deltas_ms"]}
@@ -209,8 +263,10 @@ def render_compare_html(res: dict[str, Any], records: dict[str, Sequence[Request
 
 def render_sweep_html(points: Sequence[dict[str, Any]], stop_reason: str, mode: str) -> str:
     """HTML for ``sweep``: the step table and the curves."""
-    parts = [f"<html><head><meta charset='utf-8'><title>sweep</title><style>{_CSS}</style></head><body>"
-             f"<h1>Sweep ({html.escape(mode)}), stopped: {html.escape(stop_reason)}</h1>"]
+    parts = [
+        f"<html><head><meta charset='utf-8'><title>sweep</title><style>{_CSS}</style></head><body>"
+        f"<h1>Sweep ({html.escape(mode)}), stopped: {html.escape(stop_reason)}</h1>"
+    ]
     cols = {f"{mode}={p['load']:.3g}": p for p in points}
     parts.append(_metrics_table(cols, summary_keys(points[0] if points else {})))
     loaded = [p for p in points if p["load"]]

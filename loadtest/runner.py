@@ -38,16 +38,26 @@ CPU_WARN_PERCENT = 70.0
 class LoadConfig(BaseModel):
     """How the workload is offered."""
 
-    request_rate: float = Field(math.inf, gt=0, description="arrivals per second; inf = no pacing")
-    burstiness: float = Field(1.0, gt=0, description="gamma shape: 1 Poisson, inf constant")
-    max_concurrency: int | None = Field(None, ge=1, description="client-side cap on in-flight requests")
-    warmup: int = Field(0, ge=0, description="warm-up requests sent first and excluded")
-    duration_s: float | None = Field(None, gt=0, description="stop dispatching after this many seconds")
-    max_error_rate: float | None = Field(None, ge=0, le=1, description="stop above this failed fraction")
-    min_requests_for_error_rate: int = Field(20, ge=1, description="ended requests before it is checked")
-    think_time_s: float = Field(0.0, ge=0, description="multi-turn: pause between a reply and the next turn")
-    seed: int = Field(0, description="seed of the arrival process")
-    disable_tqdm: bool = Field(False, description="no progress bar")
+    request_rate: float = Field(default=math.inf, gt=0, description="arrivals per second; inf = no pacing")
+    burstiness: float = Field(default=1.0, gt=0, description="gamma shape: 1 Poisson, inf constant")
+    max_concurrency: int | None = Field(
+        default=None, ge=1, description="client-side cap on in-flight requests"
+    )
+    warmup: int = Field(default=0, ge=0, description="warm-up requests sent first and excluded")
+    duration_s: float | None = Field(
+        default=None, gt=0, description="stop dispatching after this many seconds"
+    )
+    max_error_rate: float | None = Field(
+        default=None, ge=0, le=1, description="stop above this failed fraction"
+    )
+    min_requests_for_error_rate: int = Field(
+        default=20, ge=1, description="ended requests before it is checked"
+    )
+    think_time_s: float = Field(
+        default=0.0, ge=0, description="multi-turn: pause between a reply and the next turn"
+    )
+    seed: int = Field(default=0, description="seed of the arrival process")
+    disable_tqdm: bool = Field(default=False, description="no progress bar")
 
 
 @dataclass
@@ -90,7 +100,9 @@ class _CpuMonitor:
         mean = 100.0 * (sum(self.proc.cpu_times()[:2]) - self._c0) / wall
         peak = max(self.samples, default=mean)
         if mean > CPU_WARN_PERCENT:
-            logger.warning("client CPU %.0f%% > %.0f%%: the client may be the bottleneck", mean, CPU_WARN_PERCENT)
+            logger.warning(
+                "client CPU %.0f%% > %.0f%%: the client may be the bottleneck", mean, CPU_WARN_PERCENT
+            )
         return {"client_cpu_percent_mean": mean, "client_cpu_percent_max": peak}
 
 
@@ -103,8 +115,14 @@ def make_session(max_concurrency: int | None, timeout_s: float) -> aiohttp.Clien
 class _Run:
     """State of one load: records, stop logic, slots."""
 
-    def __init__(self, session: aiohttp.ClientSession, opts: ClientOptions, load: LoadConfig, pbar: tqdm | None,
-                 label: str) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        opts: ClientOptions,
+        load: LoadConfig,
+        pbar: tqdm | None,
+        label: str,
+    ) -> None:
         self.session, self.opts, self.load, self.pbar, self.label = session, opts, load, pbar, label
         self.records: list[RequestRecord] = []
         self.failed = 0
@@ -124,7 +142,9 @@ class _Run:
             return True
         return False
 
-    async def _send(self, conv: Conversation, i: int, history: list[tuple[str, str]], due: float) -> RequestRecord:
+    async def _send(
+        self, conv: Conversation, i: int, history: list[tuple[str, str]], due: float
+    ) -> RequestRecord:
         if self.sem is None:
             return await send_turn(self.session, self.opts, conv, i, history, due)
         async with self.sem:
@@ -163,7 +183,7 @@ async def _open_loop(run: _Run, convs: Sequence[Conversation]) -> None:
     n = int(load.request_rate * load.duration_s * 1.5) + 16 if endless and load.duration_s else len(convs)
     times = arrival_times(n, load.request_rate, load.burstiness, load.seed, normalize=not endless)
     tasks = []
-    for t, conv in zip(times, _source(convs, endless)):
+    for t, conv in zip(times, _source(convs, endless), strict=False):
         delay = run.t0 + float(t) - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -185,8 +205,9 @@ async def _closed_loop(run: _Run, convs: Sequence[Conversation], workers: int) -
     await asyncio.gather(*(worker() for _ in range(workers)))
 
 
-async def _warmup(session: aiohttp.ClientSession, opts: ClientOptions, convs: Sequence[Conversation],
-                  load: LoadConfig) -> int:
+async def _warmup(
+    session: aiohttp.ClientSession, opts: ClientOptions, convs: Sequence[Conversation], load: LoadConfig
+) -> int:
     width = min(load.warmup, load.max_concurrency or 8)
     sem = asyncio.Semaphore(width)
 
@@ -203,8 +224,13 @@ async def _warmup(session: aiohttp.ClientSession, opts: ClientOptions, convs: Se
 
 
 async def run_load(
-    session: aiohttp.ClientSession, opts: ClientOptions, convs: Sequence[Conversation], load: LoadConfig,
-    label: str = "", pbar: tqdm | None = None, warmup: bool = True,
+    session: aiohttp.ClientSession,
+    opts: ClientOptions,
+    convs: Sequence[Conversation],
+    load: LoadConfig,
+    label: str = "",
+    pbar: tqdm | None = None,
+    warmup: bool = True,
 ) -> RunResult:
     """Offer ``convs`` to one endpoint under ``load`` and return the measured records.
 

@@ -28,14 +28,18 @@ logger = logging.getLogger(__name__)
 class SweepConfig(BaseModel):
     """How the sweep walks the load axis and when it stops."""
 
-    mode: Literal["rate", "concurrency"] = Field("rate", description="axis: Poisson rate or closed-loop streams")
-    factor: float = Field(2.0, gt=1, description="multiplier between steps")
-    start_factor: float = Field(0.5, gt=0, description="rate mode: first rate = r1 * start_factor")
-    max_steps: int = Field(10, ge=1, description="at most this many loaded steps")
-    min_gain: float = Field(0.05, ge=0, description="throughput growth that counts as progress")
-    patience: int = Field(1, ge=1, description="steps without progress before saturation is declared")
-    slo_fraction: float = Field(0.9, gt=0, le=1, description="goodput / completed below this breaks the SLO")
-    max_error_rate: float = Field(0.05, ge=0, le=1, description="error rate that ends the sweep")
+    mode: Literal["rate", "concurrency"] = Field(
+        default="rate", description="axis: Poisson rate or closed-loop streams"
+    )
+    factor: float = Field(default=2.0, gt=1, description="multiplier between steps")
+    start_factor: float = Field(default=0.5, gt=0, description="rate mode: first rate = r1 * start_factor")
+    max_steps: int = Field(default=10, ge=1, description="at most this many loaded steps")
+    min_gain: float = Field(default=0.05, ge=0, description="throughput growth that counts as progress")
+    patience: int = Field(default=1, ge=1, description="steps without progress before saturation is declared")
+    slo_fraction: float = Field(
+        default=0.9, gt=0, le=1, description="goodput / completed below this breaks the SLO"
+    )
+    max_error_rate: float = Field(default=0.05, ge=0, le=1, description="error rate that ends the sweep")
 
 
 @dataclass
@@ -54,8 +58,13 @@ def _step_load(base: LoadConfig, sweep: SweepConfig, value: float) -> LoadConfig
     return base.model_copy(update={"request_rate": math.inf, "max_concurrency": int(value), "warmup": 0})
 
 
-async def _measure(opts: ClientOptions, convs: Sequence[Conversation], load: LoadConfig,
-                   percentiles: Sequence[float], goodput: dict[str, float] | None) -> tuple[dict[str, Any], list]:
+async def _measure(
+    opts: ClientOptions,
+    convs: Sequence[Conversation],
+    load: LoadConfig,
+    percentiles: Sequence[float],
+    goodput: dict[str, float] | None,
+) -> tuple[dict[str, Any], list]:
     res = await run_once(opts, convs, load)
     m = compute_metrics(res.records, res.duration_s, percentiles, goodput)
     m.update(res.cpu)
@@ -63,12 +72,15 @@ async def _measure(opts: ClientOptions, convs: Sequence[Conversation], load: Loa
     return m, res.records
 
 
-def _verdict(point: dict[str, Any], best: float, stale: int, sweep: SweepConfig,
-             goodput: dict[str, float] | None) -> tuple[str | None, int]:
+def _verdict(
+    point: dict[str, Any], best: float, stale: int, sweep: SweepConfig, goodput: dict[str, float] | None
+) -> tuple[str | None, int]:
     if point["error_rate"] > sweep.max_error_rate:
         return "error_rate", stale
-    if goodput and point["completed"] and (point["request_goodput"] or 0) * point["duration"] < (
-        sweep.slo_fraction * point["completed"]
+    if (
+        goodput
+        and point["completed"]
+        and (point["request_goodput"] or 0) * point["duration"] < (sweep.slo_fraction * point["completed"])
     ):
         return "slo_broken", stale
     stale = 0 if point["output_throughput"] > best * (1 + sweep.min_gain) else stale + 1
@@ -76,8 +88,12 @@ def _verdict(point: dict[str, Any], best: float, stale: int, sweep: SweepConfig,
 
 
 async def run_sweep(
-    opts: ClientOptions, convs: Sequence[Conversation], base: LoadConfig, sweep: SweepConfig,
-    percentiles: Sequence[float] = (50, 90, 99), goodput: dict[str, float] | None = None,
+    opts: ClientOptions,
+    convs: Sequence[Conversation],
+    base: LoadConfig,
+    sweep: SweepConfig,
+    percentiles: Sequence[float] = (50, 90, 99),
+    goodput: dict[str, float] | None = None,
 ) -> SweepResult:
     """Run the sweep; each step offers the whole workload (``convs``) or ``base.duration_s``."""
     out = SweepResult()
@@ -97,8 +113,12 @@ async def run_sweep(
         load = _step_load(base, sweep, value)
         logger.info("sweep step: %s = %.3g", sweep.mode, value)
         m, recs = await _measure(opts, convs, load, percentiles, goodput)
-        point = {"load": value, "offered_rate": value if sweep.mode == "rate" else None,
-                 "concurrency": int(value) if sweep.mode == "concurrency" else None, **m}
+        point = {
+            "load": value,
+            "offered_rate": value if sweep.mode == "rate" else None,
+            "concurrency": int(value) if sweep.mode == "concurrency" else None,
+            **m,
+        }
         out.points.append(point)
         out.records.append(recs)
         reason, stale = _verdict(point, best, stale, sweep, goodput)

@@ -23,8 +23,9 @@ def free_port() -> int:
 def serve_in_thread(app: Any, port: int | None = None, startup_timeout_s: float = 20.0) -> Iterator[str]:
     """Serve an ASGI app with uvicorn in a daemon thread; yields its base URL, stops it on exit."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                            lifespan="off")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True, name=f"uvicorn-{port}")
     thread.start()

@@ -71,7 +71,7 @@ class ExactText:
         step = max(1, len(cands) // (2 * max_words))
         cands = cands[::step]
         ids = self.tokenizer([" " + w for w in cands], add_special_tokens=False)["input_ids"]
-        return [w for w, i in zip(cands, ids) if len(i) == 1][:max_words]
+        return [w for w, i in zip(cands, ids, strict=False) if len(i) == 1][:max_words]
 
     def make(self, n_tokens: int, rng: np.random.Generator) -> str:
         """Return a string of exactly ``n_tokens`` tokens (each word with a leading space).

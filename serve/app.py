@@ -41,6 +41,7 @@ def build_application(fleet: FleetConfig) -> Application:
         # The router does its own admission control per deployment; Serve's limit only bounds the replica.
         max_ongoing_requests=100_000,
         ray_actor_options={"num_cpus": 1},
+        num_replicas=fleet.ray.router_replicas,
         health_check_period_s=5,
     )
     return router.bind(fleet.model_dump(mode="json"), engines)

@@ -45,8 +45,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         out.write(f"models: checking {len(tiny)} tiny model(s)\n")
         for path in build_fleet_tiny_models(fleet):
             out.write(f"  {path}\n")
+    stack.wait_port_free(fleet.host, fleet.port)
     num_cpus = fleet.ray.num_cpus or max(8, 2 * len(fleet.deployments) + 4)
-    stack.start_ray(num_cpus, dict(fleet.ray.env), out)
+    stack.start_ray(num_cpus, {**fleet.ray.env, **stack.ingress_env(fleet)}, out)
     stack.deploy(fleet, out)
     stack.save_state(fleet)
     base = f"http://{stack._client_host(fleet.host)}:{fleet.port}"

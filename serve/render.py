@@ -11,8 +11,10 @@ for CPU engines). The Helm chart is the configurable, production path; this is t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,11 +44,17 @@ CPU_ENGINE_POD = {"cpu": "8", "memory": "16Gi", "shm": "4Gi"}
 
 def _version() -> str:
     try:
-        from importlib.metadata import version  # noqa: PLC0415
+        from importlib.metadata import version
 
         return version("qwen-serve")
-    except Exception:  # noqa: BLE001 - not installed (source checkout)
+    except Exception:  # not installed (source checkout)
         return "0.1.0"
+
+
+def fleet_args(fleet: FleetConfig) -> dict[str, Any]:
+    """The fleet as the Serve app's ``args.fleet``: JSON types, YAML key names (aliases, e.g. ``capabilities``),
+    so it validates against ``fleet_json_schema()`` (the chart's values schema) as well as FleetConfig."""
+    return fleet.model_dump(mode="json", by_alias=True)
 
 
 def render_serve_config(fleet: FleetConfig, *, host: str = "0.0.0.0", port: int = 8000) -> dict[str, Any]:
@@ -67,7 +75,7 @@ def render_serve_config(fleet: FleetConfig, *, host: str = "0.0.0.0", port: int 
                 "name": APP_NAME,
                 "route_prefix": "/",
                 "import_path": IMPORT_PATH,
-                "args": {"fleet": fleet.model_dump(mode="json")},
+                "args": {"fleet": fleet_args(fleet)},
                 "runtime_env": {"env_vars": dict(fleet.ray.env)},
             }
         ],
@@ -129,24 +137,32 @@ def plan_worker_groups(fleet: FleetConfig) -> list[WorkerGroupPlan]:
     return plans
 
 
+def _gpus_per_replica(dep: DeploymentSpec) -> float:
+    """GPUs one replica reserves in Ray (a fraction when several deployments share a GPU)."""
+    fraction = getattr(dep.accelerator, "gpu_fraction", None)
+    return float(fraction) if fraction else float(dep.accelerator.count)
+
+
 def _gpu_group(gpu_type: str, deps: Iterable[DeploymentSpec]) -> WorkerGroupPlan:
     deps = list(deps)
     per_pod = max(d.accelerator.count for d in deps)
-    lo = sum(_replica_bounds(d)[0] * d.accelerator.count for d in deps)
-    hi = sum(_replica_bounds(d)[1] * d.accelerator.count for d in deps)
+    lo = sum(_replica_bounds(d)[0] * _gpus_per_replica(d) for d in deps)
+    hi = sum(_replica_bounds(d)[1] * _gpus_per_replica(d) for d in deps)
     name = f"gpu-{gpu_type}" if gpu_type else "gpu"
     return WorkerGroupPlan(
         name=name.replace(".", "-")[:20],
         gpus=per_pod,
-        min_pods=math.ceil(lo / per_pod),
-        max_pods=max(1, math.ceil(hi / per_pod)),
+        min_pods=math.ceil(round(lo / per_pod, 6)),
+        max_pods=max(1, math.ceil(round(hi / per_pod, 6))),
         cpu=str(CPU_PER_GPU * per_pod),
         memory=f"{MEMORY_GI_PER_GPU * per_pod}Gi",
         shm=f"{SHM_GI_PER_GPU * per_pod}Gi",
     )
 
 
-def _env(api_keys_env: str | None, api_keys_secret: str | None, hf_token_secret: str | None) -> list[dict[str, Any]]:
+def _env(
+    api_keys_env: str | None, api_keys_secret: str | None, hf_token_secret: str | None
+) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": "HF_HOME", "value": MODEL_CACHE_PATH}]
     if hf_token_secret:
         ref = {"secretKeyRef": {"name": hf_token_secret, "key": "token"}}
@@ -158,30 +174,64 @@ def _env(api_keys_env: str | None, api_keys_secret: str | None, hf_token_secret:
 
 
 def _pod_template(
-    *, labels: dict[str, str], container: str, image: str, env: list[dict[str, Any]], cpu: str, memory: str,
-    shm: str, gpus: int, head: bool, cache_claim: str | None,
+    *,
+    labels: dict[str, str],
+    container: str,
+    image: str,
+    env: list[dict[str, Any]],
+    cpu: str,
+    memory: str,
+    shm: str,
+    gpus: int,
+    head: bool,
+    cache_claim: str | None,
 ) -> dict[str, Any]:
     ports = [{"name": "serve", "containerPort": 8000}, {"name": "metrics", "containerPort": 8080}]
     if head:
-        ports = [{"name": "gcs-server", "containerPort": 6379}, {"name": "dashboard", "containerPort": 8265},
-                 {"name": "client", "containerPort": 10001}, *ports]
-    res: dict[str, dict[str, str]] = {"requests": {"cpu": cpu, "memory": memory},
-                                      "limits": {"cpu": cpu, "memory": memory}}
+        ports = [
+            {"name": "gcs-server", "containerPort": 6379},
+            {"name": "dashboard", "containerPort": 8265},
+            {"name": "client", "containerPort": 10001},
+            *ports,
+        ]
+    res: dict[str, dict[str, str]] = {
+        "requests": {"cpu": cpu, "memory": memory},
+        "limits": {"cpu": cpu, "memory": memory},
+    }
     if gpus:
         res["requests"][GPU_RESOURCE] = res["limits"][GPU_RESOURCE] = str(gpus)
-    cache: dict[str, Any] = {"persistentVolumeClaim": {"claimName": cache_claim}} if cache_claim else {"emptyDir": {}}
+    cache: dict[str, Any] = (
+        {"persistentVolumeClaim": {"claimName": cache_claim}} if cache_claim else {"emptyDir": {}}
+    )
     spec: dict[str, Any] = {
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 100, "fsGroup": 100,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [{
-            "name": container, "image": image, "imagePullPolicy": "IfNotPresent", "ports": ports, "env": env,
-            "resources": res,
-            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-            "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "ray-tmp", "mountPath": "/tmp/ray"},
-                             {"name": "model-cache", "mountPath": MODEL_CACHE_PATH}],
-        }],
-        "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
-                    {"name": "ray-tmp", "emptyDir": {}}, {"name": "model-cache", **cache}],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 100,
+            "fsGroup": 100,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": container,
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "ports": ports,
+                "env": env,
+                "resources": res,
+                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                "volumeMounts": [
+                    {"name": "dshm", "mountPath": "/dev/shm"},
+                    {"name": "ray-tmp", "mountPath": "/tmp/ray"},
+                    {"name": "model-cache", "mountPath": MODEL_CACHE_PATH},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
+            {"name": "ray-tmp", "emptyDir": {}},
+            {"name": "model-cache", **cache},
+        ],
     }
     if gpus:
         spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
@@ -218,16 +268,34 @@ def render_rayservice(
     image = image or f"{IMAGE_REPOSITORY}:{_version()}-{flavor}"
     env = _env(fleet.security.api_keys_env, api_keys_secret, hf_token_secret)
     base = {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": name}
-    common = {"image": image, "env": env, "cache_claim": model_cache_claim}
-    head = _pod_template(labels={**base, "app.kubernetes.io/component": "ray-head"}, container="ray-head",
-                         cpu="2", memory="8Gi", shm="2Gi", gpus=0, head=True, **common)
+    common: dict[str, Any] = {"image": image, "env": env, "cache_claim": model_cache_claim}
+    head = _pod_template(
+        labels={**base, "app.kubernetes.io/component": "ray-head"},
+        container="ray-head",
+        cpu="2",
+        memory="8Gi",
+        shm="2Gi",
+        gpus=0,
+        head=True,
+        **common,
+    )
     workers = [
         {
-            "groupName": p.name, "replicas": p.min_pods, "minReplicas": p.min_pods, "maxReplicas": p.max_pods,
+            "groupName": p.name,
+            "replicas": p.min_pods,
+            "minReplicas": p.min_pods,
+            "maxReplicas": p.max_pods,
             "rayStartParams": {},
-            "template": _pod_template(labels={**base, "app.kubernetes.io/component": f"ray-worker-{p.name}"},
-                                      container="ray-worker", cpu=p.cpu, memory=p.memory, shm=p.shm, gpus=p.gpus,
-                                      head=False, **common),
+            "template": _pod_template(
+                labels={**base, "app.kubernetes.io/component": f"ray-worker-{p.name}"},
+                container="ray-worker",
+                cpu=p.cpu,
+                memory=p.memory,
+                shm=p.shm,
+                gpus=p.gpus,
+                head=False,
+                **common,
+            ),
         }
         for p in plans
     ]
@@ -243,8 +311,10 @@ def render_rayservice(
                 "rayVersion": RAY_VERSION,
                 "enableInTreeAutoscaling": True,
                 "autoscalerOptions": {"upscalingMode": "Default", "idleTimeoutSeconds": 300},
-                "headGroupSpec": {"rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
-                                  "template": head},
+                "headGroupSpec": {
+                    "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
+                    "template": head,
+                },
                 "workerGroupSpecs": workers,
             },
         },
@@ -275,8 +345,9 @@ def dump_yaml(obj: Any) -> str:
     Returns:
         The YAML text.
     """
-    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=10_000,
-                     allow_unicode=True)
+    return yaml.dump(
+        obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=10_000, allow_unicode=True
+    )
 
 
 def render_text(fleet: FleetConfig, fmt: str, **opts: Any) -> str:
@@ -297,6 +368,25 @@ def render_text(fleet: FleetConfig, fmt: str, **opts: Any) -> str:
     raise ValueError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
 
 
+def load_for_render(config_path: str) -> FleetConfig:
+    """Load a fleet file (or a profile name) for rendering: fully validated, except that local model
+    directories need not exist here (they must exist where the config runs: a pod, another host).
+
+    Raises:
+        ConfigError: Invalid config (a ValueError).
+        OSError: Unreadable file.
+    """
+    from serve.config import PROFILES_DIR, ConfigError, FleetConfig, list_profiles
+
+    if not os.path.exists(config_path) and config_path in list_profiles():
+        config_path = str(PROFILES_DIR / f"{config_path}.yaml")  # a profile name: `--config demo`
+    with open(config_path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{config_path}: a fleet config must be a mapping")
+    return FleetConfig.from_dict(data, source=config_path, check_paths=False)
+
+
 def render_main(config_path: str, fmt: str, out: TextIO = sys.stdout, **opts: Any) -> int:
     """CLI body of ``qwen-serve render``: load, validate, render, write.
 
@@ -309,13 +399,13 @@ def render_main(config_path: str, fmt: str, out: TextIO = sys.stdout, **opts: An
     Returns:
         0 on success, 2 on a config or usage error (the message goes to stderr).
     """
-    from serve.config import ConfigError, load_fleet  # noqa: PLC0415
-
     try:
-        fleet = load_fleet(config_path)
+        # Validation may import vLLM (engine keys), whose logger writes to stdout: keep `out` pure YAML.
+        with contextlib.redirect_stdout(sys.stderr):
+            fleet = load_for_render(config_path)
         kwargs = {k: v for k, v in opts.items() if v is not None} if fmt == "rayservice" else {}
         out.write(render_text(fleet, fmt, **kwargs))
-    except (ConfigError, ValueError, OSError) as exc:
+    except (ValueError, OSError, yaml.YAMLError) as exc:  # ConfigError is a ValueError
         sys.stderr.write(f"qwen-serve render: {exc}\n")
         return 2
     return 0
@@ -323,7 +413,7 @@ def render_main(config_path: str, fmt: str, out: TextIO = sys.stdout, **opts: An
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m serve.render --config FILE --format serve|rayservice`` (same as ``qwen-serve render``)."""
-    import argparse  # noqa: PLC0415
+    import argparse
 
     parser = argparse.ArgumentParser(prog="python -m serve.render", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="fleet YAML file")
@@ -335,9 +425,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hf-token-secret", default=None)
     parser.add_argument("--model-cache-claim", default=None)
     args = parser.parse_args(argv)
-    return render_main(args.config, args.format, name=args.name, namespace=args.namespace, image=args.image,
-                       api_keys_secret=args.api_keys_secret, hf_token_secret=args.hf_token_secret,
-                       model_cache_claim=args.model_cache_claim)
+    return render_main(
+        args.config,
+        args.format,
+        name=args.name,
+        namespace=args.namespace,
+        image=args.image,
+        api_keys_secret=args.api_keys_secret,
+        hf_token_secret=args.hf_token_secret,
+        model_cache_claim=args.model_cache_claim,
+    )
 
 
 if __name__ == "__main__":

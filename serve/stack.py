@@ -38,9 +38,47 @@ def _ray_bin() -> str:
 
 
 def ray_running() -> bool:
-    """Whether a local Ray head is up."""
-    r = subprocess.run([_ray_bin(), "status"], capture_output=True, text=True, timeout=60)
-    return r.returncode == 0
+    """Whether a local Ray head is up (its GCS address file exists and the GCS port accepts connections).
+
+    ``ray status`` is not used: it fails on token-authenticated clusters whose token is not in the env.
+    """
+    import socket
+
+    marker = Path(os.environ.get("RAY_TMPDIR", "/tmp/ray")) / "ray_current_cluster"
+    try:
+        host, _, port = marker.read_text().strip().rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def ingress_env(fleet: Any) -> dict[str, str]:
+    """Ray Serve settings for the ingress: direct ingress on the fleet's port, or the classic proxy.
+
+    With direct ingress the router replica itself listens on ``fleet.port`` (Serve allocates ingress ports
+    from the ``[min, max)`` range, so the range starts at the fleet's port): no Serve proxy, no Ray hop per
+    streamed chunk between the proxy and the router.
+    """
+    if not fleet.ray.direct_ingress:
+        return {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
+    return {
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(fleet.port),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(fleet.port + fleet.ray.router_replicas),
+        "RAY_SERVE_DEFAULT_HTTP_HOST": fleet.host,
+        # A replacement router replica must get the same port back at once (no quarantine).
+        "RAY_SERVE_PORT_QUARANTINE_S": "0",
+    }
+
+
+def proxy_port(fleet: Any) -> int:
+    """Port of Ray Serve's HTTP proxy: the fleet's port, or (direct ingress) one out of the router's way.
+
+    In direct-ingress mode Serve still starts a fallback proxy on ``http_options.port``; it must not hold
+    the port the router replica listens on.
+    """
+    return fleet.port + 1000 if fleet.ray.direct_ingress else fleet.port
 
 
 def start_ray(num_cpus: int, env: dict[str, str], out: TextIO) -> None:
@@ -63,6 +101,28 @@ def stop_ray(out: TextIO) -> None:
     out.write("ray: stopped\n")
 
 
+def wait_port_free(host: str, port: int, timeout_s: float = 60.0) -> None:
+    """Wait until ``port`` can be bound (a stack that was just stopped may still hold it).
+
+    Raises:
+        RuntimeError: The port stays in use.
+    """
+    import socket
+
+    t0 = time.monotonic()
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+                return
+            except OSError:
+                if time.monotonic() - t0 > timeout_s:
+                    raise RuntimeError(f"port {port} on {host} is in use; stop what listens there or pick "
+                                       "another --port") from None
+        time.sleep(0.5)
+
+
 def deploy(fleet: Any, out: TextIO) -> None:
     """Deploy the fleet's Serve application on the running Ray head (returns without waiting)."""
     import ray
@@ -71,7 +131,7 @@ def deploy(fleet: Any, out: TextIO) -> None:
     from serve.app import APP_NAME, build_application
 
     ray.init(address="auto", logging_level=logging.WARNING, log_to_driver=False)
-    serve.start(http_options={"host": fleet.host, "port": fleet.port})
+    serve.start(http_options={"host": fleet.host, "port": proxy_port(fleet)})
     app = build_application(fleet)
     serve._run(app, name=APP_NAME, route_prefix="/", _blocking=False)
     out.write(f"serve: deploying {len(fleet.deployments)} engine deployment(s) + router\n")

@@ -135,7 +135,12 @@ def _monitoring() -> Schema:
             "podMonitor": _obj(mon),
             "serviceMonitor": _obj({**mon, "path": _str(pattern="^/")}),
             "grafanaDashboard": _obj(
-                {"enabled": {"type": "boolean"}, "labels": STR_MAP, "annotations": STR_MAP, "namespace": _str()}
+                {
+                    "enabled": {"type": "boolean"},
+                    "labels": STR_MAP,
+                    "annotations": STR_MAP,
+                    "namespace": _str(),
+                }
             ),
         }
     )
@@ -215,7 +220,9 @@ def _misc() -> Schema:
                 "mountPath": _str(pattern="^/"),
                 "size": QUANTITY,
                 "accessModes": {
-                    **_list_of({"enum": ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]}),
+                    **_list_of(
+                        {"enum": ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]}
+                    ),
                     "minItems": 1,
                 },
                 "storageClassName": _str(),
@@ -259,14 +266,16 @@ def _collect_refs(node: Any, out: set[str]) -> None:
 
 def _strip_descriptions(node: Any) -> Any:
     if isinstance(node, dict):
-        return {k: _strip_descriptions(v) for k, v in node.items() if k != "description" or not isinstance(v, str)}
+        return {
+            k: _strip_descriptions(v) for k, v in node.items() if k != "description" or not isinstance(v, str)
+        }
     if isinstance(node, list):
         return [_strip_descriptions(v) for v in node]
     return node
 
 
 def _k8s_definitions() -> dict[str, Schema]:
-    import kubernetes_validate  # noqa: PLC0415  (dev dependency)
+    import kubernetes_validate  # dev dependency
 
     base = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
     path = base / f"v{KUBE_VERSION}-local-strict" / "_definitions.json"
@@ -294,7 +303,7 @@ def _close_k8s_defs(schema: Schema, k8s_defs: dict[str, Schema]) -> dict[str, Sc
 def build_schema() -> Schema:
     """Build the chart's values schema (fleet part from the pydantic FleetConfig)."""
     sys.path.insert(0, str(REPO_ROOT))
-    from serve.config import fleet_json_schema  # noqa: PLC0415
+    from serve.config import fleet_json_schema
 
     fleet = json.loads(json.dumps(fleet_json_schema()))
     fleet_defs: dict[str, Schema] = fleet.pop("$defs", {})
@@ -330,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = SCHEMA_PATH.read_text() if SCHEMA_PATH.exists() else ""
         if current != text:
-            sys.stderr.write(f"{SCHEMA_PATH} is out of date: run python {Path(__file__).relative_to(REPO_ROOT)}\n")
+            sys.stderr.write(
+                f"{SCHEMA_PATH} is out of date: run python {Path(__file__).relative_to(REPO_ROOT)}\n"
+            )
             return 1
         return 0
     SCHEMA_PATH.write_text(text)

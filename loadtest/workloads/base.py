@@ -55,10 +55,10 @@ class LengthDist(BaseModel):
     """
 
     kind: Literal["fixed", "uniform", "normal"] = "fixed"
-    value: int = Field(128, ge=0, description="fixed length, or the mean for normal")
-    low: int = Field(0, ge=0, description="uniform lower bound (inclusive)")
-    high: int = Field(0, ge=0, description="uniform upper bound (inclusive)")
-    std: float = Field(0.0, ge=0, description="normal standard deviation")
+    value: int = Field(default=128, ge=0, description="fixed length, or the mean for normal")
+    low: int = Field(default=0, ge=0, description="uniform lower bound (inclusive)")
+    high: int = Field(default=0, ge=0, description="uniform upper bound (inclusive)")
+    std: float = Field(default=0.0, ge=0, description="normal standard deviation")
 
     @model_validator(mode="after")
     def _check(self) -> LengthDist:
@@ -84,7 +84,9 @@ class LengthDist(BaseModel):
             return cls(kind="uniform", low=int(lo), high=int(hi))
         n = int(s)
         if range_ratio > 0:
-            return cls(kind="uniform", low=max(1, int(n * (1 - range_ratio))), high=int(n * (1 + range_ratio)))
+            return cls(
+                kind="uniform", low=max(1, int(n * (1 - range_ratio))), high=int(n * (1 + range_ratio))
+            )
         return cls(kind="fixed", value=n)
 
     def sample(self, n: int, rng: np.random.Generator) -> list[int]:

@@ -66,7 +66,7 @@ def sharegpt_workload(cfg: WorkloadConfig) -> list[Conversation]:
         replies = [str(c[1].get("value", "")) for c in chunk]
         p_ids = tok(prompts, add_special_tokens=False)["input_ids"]
         r_ids = tok(replies, add_special_tokens=False)["input_ids"]
-        for prompt, pi, ri in zip(prompts, p_ids, r_ids):
+        for prompt, pi, ri in zip(prompts, p_ids, r_ids, strict=False):
             out_len = cfg.sharegpt_output_len or len(ri)
             if len(pi) < 4 or out_len < 4 or len(pi) > 1024 or len(pi) + out_len > 2048:
                 continue

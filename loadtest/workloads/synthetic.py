@@ -17,7 +17,7 @@ def random_workload(cfg: WorkloadConfig) -> list[Conversation]:
     outs = cfg.output_len.sample(cfg.num_prompts, rng)
     return [
         Conversation(index=i, turns=[Turn(gen.make(n_in, rng), n_in, n_out)])
-        for i, (n_in, n_out) in enumerate(zip(ins, outs))
+        for i, (n_in, n_out) in enumerate(zip(ins, outs, strict=False))
     ]
 
 
@@ -61,5 +61,9 @@ def multi_turn_workload(cfg: WorkloadConfig) -> list[Conversation]:
         k = max(1, k)
         ins = cfg.input_len.sample(k, rng)
         outs = cfg.output_len.sample(k, rng)
-        convs.append(Conversation(index=i, turns=[Turn(gen.make(n, rng), n, o) for n, o in zip(ins, outs)]))
+        convs.append(
+            Conversation(
+                index=i, turns=[Turn(gen.make(n, rng), n, o) for n, o in zip(ins, outs, strict=False)]
+            )
+        )
     return convs

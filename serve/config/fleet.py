@@ -61,15 +61,24 @@ class FleetConfig(StrictModel):
         self._check_router(set(names))
         return self
 
+    def _suited(self, task: str) -> list[str]:
+        suited = [d for d in self.deployments if task in d.tasks]
+        suited.sort(key=lambda d: d.tasks.index(task))
+        return [d.name for d in suited]
+
     def _fill_default_tasks(self) -> None:
-        """Tasks the config leaves out get every deployment that suits them, best-suited first."""
+        """Tasks the config leaves out get every deployment that suits them, best-suited first.
+
+        A text task no deployment specialises in falls back to the general-purpose ones; vision stays empty.
+        """
         tasks = dict(self.router.tasks)
         for task in TASKS:
             if task in tasks:
                 continue
-            suited = [d for d in self.deployments if task in d.tasks]
-            suited.sort(key=lambda d: d.tasks.index(task))
-            tasks[task] = TaskPolicy(candidates=[d.name for d in suited])
+            candidates = self._suited(task)
+            if not candidates and task != "vision":
+                candidates = self._suited("general") or [d.name for d in self.deployments]
+            tasks[task] = TaskPolicy(candidates=candidates)
         # Bypass validate_assignment's re-validation of the whole router: the values are already models.
         object.__setattr__(self.router, "tasks", tasks)
 

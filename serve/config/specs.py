@@ -173,16 +173,32 @@ class RouterSpec(StrictModel):
         return value
 
 
-class RateLimitSpec(StrictModel):
-    """Per-key rate limits (None: unlimited).
+class KeyRateLimit(StrictModel):
+    """Rate limits of one API key (None: unlimited).
 
     Attributes:
-        requests_per_minute: Requests per key per minute.
-        tokens_per_minute: Prompt + completion tokens per key per minute.
+        requests_per_minute: Requests per key per minute (a token bucket of this size, refilled continuously).
+        tokens_per_minute: Prompt + completion tokens per key per minute (prompt estimated from its bytes,
+            completion from ``max_tokens``).
     """
 
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    tokens_per_minute: int | None = Field(default=None, ge=1)
+    requests_per_minute: int | None = Field(default=None, ge=1, description="Requests per key per minute.")
+    tokens_per_minute: int | None = Field(default=None, ge=1,
+                                          description="Prompt + completion tokens per key per minute.")
+
+
+class RateLimitSpec(KeyRateLimit):
+    """Per-key rate limits (None: unlimited); keys without an API key are limited per client address.
+
+    Attributes:
+        per_key: Key name -> its own limits (a key is named in its source as ``name:secret``; unnamed keys
+            are called ``key-<first 8 hex of its SHA-256>``).
+        default_completion_tokens: Completion tokens charged when a request sets no ``max_tokens``.
+    """
+
+    per_key: dict[str, KeyRateLimit] = Field(default_factory=dict, description="Key name -> its own limits.")
+    default_completion_tokens: int = Field(default=256, ge=1,
+                                           description="Completion tokens charged when max_tokens is unset.")
 
 
 class InputLimits(StrictModel):
@@ -195,6 +211,7 @@ class InputLimits(StrictModel):
         max_n: Largest ``n``.
         max_stop_sequences: Most stop strings.
         request_timeout_s: Whole-request timeout.
+        max_request_timeout_s: Cap of the per-request ``x-request-timeout`` header (seconds).
     """
 
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
@@ -203,14 +220,16 @@ class InputLimits(StrictModel):
     max_n: int = Field(default=8, ge=1)
     max_stop_sequences: int = Field(default=16, ge=0)
     request_timeout_s: float = Field(default=600.0, gt=0)
+    max_request_timeout_s: float = Field(default=600.0, gt=0,
+                                         description="Cap of the per-request x-request-timeout header.")
 
 
 class SecuritySpec(StrictModel):
     """API keys, rate limits and input limits.
 
     Attributes:
-        api_keys_env: Environment variable holding comma-separated keys.
-        api_keys_file: File with one key per line.
+        api_keys_env: Environment variable holding comma-separated keys (``secret`` or ``name:secret``).
+        api_keys_file: File with one key per line (``secret`` or ``name:secret``; ``#`` comments).
         require_api_key: Refuse requests without a valid key.
         metrics_public: Serve ``/metrics`` without a key.
         rate_limit: Per-key rate limits.
@@ -238,11 +257,16 @@ class RaySpec(StrictModel):
         num_cpus: Logical CPUs for a local ``ray.init`` (more than cores so every deployment schedules).
         env: Runtime environment variables for every replica.
         address: An existing cluster to join (None: start a local one).
+        direct_ingress: Let the router replica serve HTTP itself on the fleet's port (Ray Serve's direct
+            ingress) instead of behind Ray's HTTP proxy: no Ray actor hop per streamed chunk.
+        router_replicas: Replicas of the router ingress deployment.
     """
 
     num_cpus: int | None = Field(default=None, ge=1)
     env: dict[str, str] = Field(default_factory=dict)
     address: str | None = None
+    direct_ingress: bool = True
+    router_replicas: int = Field(default=1, ge=1)
 
 
 __all__ = [
@@ -252,6 +276,7 @@ __all__ = [
     "Accelerator",
     "Autoscaling",
     "InputLimits",
+    "KeyRateLimit",
     "LoraSpec",
     "RateLimitSpec",
     "RaySpec",

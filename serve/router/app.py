@@ -127,6 +127,8 @@ def create_app(
 
     app = FastAPI(title="qwen-serve router", version="0.1.0", lifespan=lifespan)
     app.state.service = service
+    if guard is not None and hasattr(guard, "install"):
+        guard.install(app)  # body-size limit, inside the request-id middleware
     app.add_middleware(RequestIdMiddleware)
     _install_error_handlers(app)
     _install_routes(app, service)
@@ -204,6 +206,8 @@ def _install_routes(app: FastAPI, service: RouterService) -> None:
 
     @app.get("/v1/models/{model_id:path}", responses=_ERRORS)
     async def model(request: Request, model_id: str) -> Response:
+        if service.guard is not None:
+            await service.guard.admit(request, b"", charge=False)
         if model_id not in service.policy.model_ids():
             raise ModelNotFoundError(f"The model `{model_id}` does not exist.", param="model",
                                      code="model_not_found")

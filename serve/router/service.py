@@ -8,11 +8,12 @@ same code without dispatch, so the dry run cannot disagree with the real decisio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 import orjson
@@ -31,11 +32,12 @@ from serve.router.protocol import (
     sse_error,
 )
 from serve.router.upstream import Endpoint, EndpointRegistry
-from serve.router.validate import validate_body
+from serve.router.validate import request_timeout, validate_body
 
 logger = logging.getLogger(__name__)
 
 Kind = Literal["chat", "completions"]
+T = TypeVar("T")
 PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 _CONNECT_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ServerTimeoutError, ConnectionError)
 
@@ -146,8 +148,17 @@ class RouterService:
         payload = orjson.dumps(body)
         rid: str = request.state.request_id
         headers = {"content-type": "application/json", "x-request-id": rid}
-        deadline = time.monotonic() + float(self.limits.request_timeout_s)
-        ep, resp = await self._connect(decision, kind, payload, headers, body)
+        deadline = time.monotonic() + request_timeout(request.headers, self.limits)
+        connect = self._connect(decision, kind, payload, headers, body)
+        try:  # a non-streamed answer only has headers when done: watch deadline and disconnect meanwhile
+            async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
+                got = await (connect if body.get("stream") else _unless_disconnected(request, connect))
+        except TimeoutError:
+            raise UpstreamTimeoutError("The request timed out.", code="timeout") from None
+        if got is None:  # client went away: closing the upstream connection aborted the engine request
+            self.metrics.cancelled.labels(self.metrics.model_label(decision.model)).inc()
+            return Response(status_code=499)
+        ep, resp = got
         out_headers = {
             "x-qwen-task": decision.task, "x-qwen-model": decision.model,
             "x-qwen-route-reason": _ascii(decision.reason), "x-request-id": rid,
@@ -191,8 +202,10 @@ class RouterService:
             try:
                 resp = await self.session.post(ep.url + PATHS[kind], data=payload, headers=headers)
                 return ep, resp
-            except _CONNECT_ERRORS:
+            except BaseException as exc:
                 self.registry.release(ep)
+                if not isinstance(exc, _CONNECT_ERRORS):
+                    raise  # cancelled (deadline, disconnect): the connection is closed, the engine aborts
                 ep.mark_down()
                 tried.append(ep)
                 self.metrics.spillovers.labels("connect_error").inc()
@@ -291,6 +304,24 @@ async def _read_unless_disconnected(request: Request, resp: aiohttp.ClientRespon
         for t in (read, watch):
             if not t.done():
                 t.cancel()
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
+    """Await ``work``, or cancel it and return None as soon as the client disconnects."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_wait_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        return None
+    finally:
+        for t in (task, watch):
+            if not t.done():
+                t.cancel()
+        if not task.done():
+            with contextlib.suppress(BaseException):
+                await task
 
 
 async def _wait_disconnect(request: Request) -> None:

@@ -16,6 +16,16 @@ from serve.router.protocol import InvalidRequestError
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 PART_TYPES = frozenset({"text", "image_url", "input_audio", "video_url", "image", "video", "file", "refusal"})
 
+MAX_STOP_CHARS = 1024  # longest stop string
+MAX_LOGIT_BIAS = 1024  # most logit_bias entries
+MAX_TOOLS = 256  # most tool definitions
+RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema", "structural_tag"})
+TOOL_CHOICES = frozenset({"none", "auto", "required"})
+# Boolean flags of the OpenAI API and vLLM's extra parameters.
+_BOOLS = ("echo", "ignore_eos", "skip_special_tokens", "include_stop_str_in_output", "add_generation_prompt",
+          "continue_final_message", "parallel_tool_calls", "use_beam_search", "add_special_tokens",
+          "spaces_between_special_tokens", "return_tokens_as_token_ids")
+
 # name -> (low, high, integer?) ranges of numeric sampling parameters.
 _RANGES: dict[str, tuple[float, float, bool]] = {
     "temperature": (0.0, 2.0, False),
@@ -71,10 +81,26 @@ def _messages(body: Mapping[str, Any], limits: Any) -> None:
                 if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
                     raise _bad(f"{where}.content[{j}]",
                                f"`{where}.content[{j}]` must be a content part with a known `type`.")
-                if part["type"] == "text" and not isinstance(part.get("text"), str):
-                    raise _bad(f"{where}.content[{j}].text", f"`{where}.content[{j}].text` must be a string.")
+                _part(part, f"{where}.content[{j}]")
         elif not isinstance(content, str):
             raise _bad(f"{where}.content", f"`{where}.content` must be a string or an array of parts.")
+        if m.get("name") is not None and not isinstance(m["name"], str):
+            raise _bad(f"{where}.name", f"`{where}.name` must be a string.")
+        calls = m.get("tool_calls")
+        if calls is not None and (not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls)):
+            raise _bad(f"{where}.tool_calls", f"`{where}.tool_calls` must be an array of objects.")
+
+
+def _part(part: Mapping[str, Any], where: str) -> None:
+    """Check one content part's payload (text, or the URL object of an image/video/audio part)."""
+    ptype = part["type"]
+    if ptype == "text" and not isinstance(part.get("text"), str):
+        raise _bad(f"{where}.text", f"`{where}.text` must be a string.")
+    if ptype in ("image_url", "video_url"):
+        ref = part.get(ptype)
+        url = ref.get("url") if isinstance(ref, dict) else None
+        if not isinstance(url, str) or not url:
+            raise _bad(f"{where}.{ptype}.url", f"`{where}.{ptype}.url` must be a non-empty string.")
 
 
 def _prompt(body: Mapping[str, Any]) -> None:
@@ -99,6 +125,53 @@ def _stop(body: Mapping[str, Any], limits: Any) -> None:
         raise _bad("stop", "`stop` must be a string or an array of strings.")
     if len(stop) > limits.max_stop_sequences:
         raise _bad("stop", f"Too many stop sequences: {len(stop)} (the limit is {limits.max_stop_sequences}).")
+    if any(len(x) > MAX_STOP_CHARS for x in stop):
+        raise _bad("stop", f"A stop sequence is longer than {MAX_STOP_CHARS} characters.")
+
+
+def _tools(body: Mapping[str, Any]) -> None:
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+            raise _bad("tools", "`tools` must be an array of tool objects.")
+        if len(tools) > MAX_TOOLS:
+            raise _bad("tools", f"Too many tools: {len(tools)} (the limit is {MAX_TOOLS}).")
+        for i, t in enumerate(tools):
+            fn = t.get("function")
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+                raise _bad(f"tools[{i}].function.name", f"`tools[{i}].function.name` must be a non-empty string.")
+    choice = body.get("tool_choice")
+    if choice is not None and not isinstance(choice, dict) and choice not in TOOL_CHOICES:
+        raise _bad("tool_choice", "`tool_choice` must be none, auto, required or an object.")
+
+
+def _logit_bias(body: Mapping[str, Any]) -> None:
+    lb = body.get("logit_bias")
+    if not lb:
+        return
+    if len(lb) > MAX_LOGIT_BIAS:
+        raise _bad("logit_bias", f"Too many logit_bias entries (the limit is {MAX_LOGIT_BIAS}).")
+    for k, v in lb.items():
+        if not k.isdigit() or not k.isascii():
+            raise _bad("logit_bias", "`logit_bias` keys must be token ids.")
+        if isinstance(v, bool) or not isinstance(v, int | float) or not -100 <= v <= 100:
+            raise _bad("logit_bias", "`logit_bias` values must be numbers between -100 and 100.")
+
+
+def request_timeout(headers: Mapping[str, str], limits: Any) -> float:
+    """Seconds the request may take: ``limits.request_timeout_s``, or a shorter ``x-request-timeout`` header
+    (capped by ``limits.max_request_timeout_s``; a malformed header is ignored)."""
+    default = float(limits.request_timeout_s)
+    raw = headers.get("x-request-timeout")
+    if not raw:
+        return default
+    try:
+        asked = float(raw)
+    except ValueError:
+        return default
+    if not math.isfinite(asked) or asked <= 0:
+        return default
+    return min(asked, float(getattr(limits, "max_request_timeout_s", default)))
 
 
 def validate_body(body: dict[str, Any], kind: str, limits: Any) -> None:
@@ -137,13 +210,23 @@ def validate_body(body: dict[str, Any], kind: str, limits: Any) -> None:
         if kind == "completions":
             _number(body, "logprobs", 0, 20, True)
     _stop(body, limits)
-    tools = body.get("tools")
-    if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)):
-        raise _bad("tools", "`tools` must be an array of tool objects.")
+    _tools(body)
+    for name in _BOOLS:
+        if body.get(name) is not None and not isinstance(body[name], bool):
+            raise _bad(name, f"`{name}` must be a boolean.")
+    if so is not None and so.get("include_usage") is not None and not isinstance(so["include_usage"], bool):
+        raise _bad("stream_options.include_usage", "`stream_options.include_usage` must be a boolean.")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise _bad("user", "`user` must be a string.")
     for name in ("response_format", "chat_template_kwargs", "logit_bias"):
         v = body.get(name)
         if v is not None and not isinstance(v, dict):
             raise _bad(name, f"`{name}` must be an object.")
+    _logit_bias(body)
+    rf = body.get("response_format")
+    if rf is not None and rf.get("type") not in RESPONSE_FORMATS:
+        raise _bad("response_format.type", f"`response_format.type` must be one of {', '.join(sorted(RESPONSE_FORMATS))}.")
     ctk = body.get("chat_template_kwargs")
     if ctk and "enable_thinking" in ctk and not isinstance(ctk["enable_thinking"], bool):
         raise _bad("chat_template_kwargs.enable_thinking", "`enable_thinking` must be a boolean.")

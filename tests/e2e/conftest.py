@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.fleet import API_KEYS, write
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -36,6 +38,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment of the CLI processes (own state dir; tiny models in the shared cache)."""
     env = dict(os.environ)
     env["QWEN_SERVE_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+    env.setdefault("QWEN_SERVE_API_KEYS", ",".join(API_KEYS))
     return env
 
 
@@ -47,7 +50,8 @@ def stack_url(stack_env: dict[str, str]) -> Iterator[str]:
         return
     port = _free_port()
     t0 = time.monotonic()
-    up = _cli("up", "--profile", "demo", "--port", str(port), "--detach", "--timeout", "600",
+    config = write(Path(stack_env["QWEN_SERVE_STATE_DIR"]) / "fleet.yaml")
+    up = _cli("up", "--config", str(config), "--port", str(port), "--detach", "--timeout", "600",
               timeout=900, env=stack_env)
     if up.returncode != 0:
         _cli("down", "--timeout", "1", timeout=300, env=stack_env)
@@ -64,12 +68,13 @@ def client(stack_url: str):  # type: ignore[no-untyped-def]
     """The official ``openai`` client pointed at the stack."""
     from openai import OpenAI
 
-    return OpenAI(base_url=stack_url + "/v1", api_key=os.environ.get("QWEN_SERVE_API_KEY", "none"),
+    return OpenAI(base_url=stack_url + "/v1", api_key=API_KEYS[0],
                   max_retries=0, timeout=120)
 
 
 @pytest.fixture(scope="session")
 def http(stack_url: str) -> Iterator[httpx.Client]:
     """A raw HTTP client for malformed requests and header checks."""
-    with httpx.Client(base_url=stack_url, timeout=120) as c:
+    with httpx.Client(base_url=stack_url, timeout=120,
+                      headers={"authorization": f"Bearer {API_KEYS[0]}"}) as c:
         yield c

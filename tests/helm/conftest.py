@@ -42,18 +42,29 @@ def values_files(profile: str) -> list[Path]:
 def profile_values(profile: str) -> dict[str, Any]:
     """values.yaml merged with the profile's file (maps merge, everything else replaces, as in helm)."""
 
-    def merge(base: Any, over: Any) -> Any:
-        if isinstance(base, dict) and isinstance(over, dict):
-            out = dict(base)
-            for key, value in over.items():
-                out[key] = merge(base.get(key), value) if key in base else value
-            return out
-        return over
-
     merged = yaml.safe_load((CHART / "values.yaml").read_text())
     for path in values_files(profile):
-        merged = merge(merged, yaml.safe_load(path.read_text()))
+        merged = helm_merge(merged, yaml.safe_load(path.read_text()))
     return merged
+
+
+def helm_merge(base: Any, over: Any) -> Any:
+    """Helm's coalescing of user values over defaults: maps merge, lists and scalars replace, and a null
+    deletes a key that has a default (a null without a default stays)."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for key, value in over.items():
+            if value is None and key in base and base[key] is not None:
+                del out[key]
+            else:
+                out[key] = helm_merge(base.get(key), value) if key in base else value
+        return out
+    return over
+
+
+def default_values() -> dict[str, Any]:
+    """The chart's values.yaml."""
+    return dict(yaml.safe_load((CHART / "values.yaml").read_text()))
 
 
 class Helm:
@@ -63,7 +74,9 @@ class Helm:
         self.binary = binary
 
     def run(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([str(self.binary), *args], capture_output=True, text=True, timeout=60, check=False)
+        proc = subprocess.run(
+            [str(self.binary), *args], capture_output=True, text=True, timeout=60, check=False
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stderr}")
         return proc

@@ -95,7 +95,10 @@ def _prune_nulls(node: Any) -> Any:
 def rayservice_errors(doc: dict[str, Any]) -> list[str]:
     """All CRD-schema errors of a RayService (empty when valid)."""
     validator = _rayservice_validator()
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(_prune_nulls(doc))]
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(_prune_nulls(doc))
+    ]
 
 
 @functools.lru_cache(maxsize=1)
@@ -171,6 +174,9 @@ def _monitor_errors(doc: dict[str, Any]) -> list[str]:
     endpoints = spec.get(key) or []
     if not endpoints:
         errors.append(f"spec.{key} is empty")
-    errors += [f"{key}[{i}].port must be a string name" for i, e in enumerate(endpoints)
-               if not isinstance(e.get("port"), str)]
+    errors += [
+        f"{key}[{i}].port must be a string name"
+        for i, e in enumerate(endpoints)
+        if not isinstance(e.get("port"), str)
+    ]
     return errors

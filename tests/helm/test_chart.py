@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,9 @@ def test_golden_render(helm: Helm, profile: str) -> None:
         GOLDEN_DIR.mkdir(exist_ok=True)
         golden.write_text(rendered)
     assert golden.exists(), f"{golden} missing: run QWEN_SERVE_UPDATE_GOLDEN=1 pytest tests/helm"
-    assert rendered == golden.read_text(), f"render of {profile} changed: review, then QWEN_SERVE_UPDATE_GOLDEN=1"
+    assert rendered == golden.read_text(), (
+        f"render of {profile} changed: review, then QWEN_SERVE_UPDATE_GOLDEN=1"
+    )
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -126,7 +129,10 @@ def test_secrets_only_by_reference(helm: Helm, profile: str) -> None:
             assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == values["hfToken"]["existingSecret"]
         if values["apiKeys"]["existingSecret"]:
             ref = env["QWEN_SERVE_API_KEYS"]["valueFrom"]["secretKeyRef"]
-            assert (ref["name"], ref["key"]) == (values["apiKeys"]["existingSecret"], values["apiKeys"]["key"])
+            assert (ref["name"], ref["key"]) == (
+                values["apiKeys"]["existingSecret"],
+                values["apiKeys"]["key"],
+            )
         else:
             assert "QWEN_SERVE_API_KEYS" not in env
 
@@ -168,13 +174,19 @@ def test_monitors_only_with_the_api(helm: Helm) -> None:
 
 
 def test_dashboard_has_router_and_engine_panels(helm: Helm) -> None:
-    cms = [d for d in by_kind(helm.docs("default"), "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
+    cms = [
+        d for d in by_kind(helm.docs("default"), "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")
+    ]
     assert len(cms) == 1 and cms[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
     dashboard = json.loads(next(iter(cms[0]["data"].values())))
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
     for metric in ROUTER_METRICS:
         assert metric in exprs, metric
-    for metric in ("ray_vllm_num_requests_running", "ray_vllm_kv_cache_usage_perc", "ray_vllm_generation_tokens"):
+    for metric in (
+        "ray_vllm_num_requests_running",
+        "ray_vllm_kv_cache_usage_perc",
+        "ray_vllm_generation_tokens",
+    ):
         assert metric in exprs, metric
     assert not by_kind(helm.docs("cpu-demo"), "ConfigMap"), "dashboard disabled in cpu-demo"
 
@@ -228,7 +240,9 @@ def test_autoscaling_wired(helm: Helm) -> None:
     groups = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
     assert (groups["h200x8"]["minReplicas"], groups["h200x8"]["maxReplicas"]) == (1, 2)
     fleet = yaml.safe_load(ray["spec"]["serveConfigV2"])["applications"][0]["args"]["fleet"]
-    assert fleet["deployments"][0]["autoscaling"]["max_replicas"] == 4  # Ray Serve autoscaling, per deployment
+    assert (
+        fleet["deployments"][0]["autoscaling"]["max_replicas"] == 4
+    )  # Ray Serve autoscaling, per deployment
 
 
 @pytest.mark.parametrize(
@@ -270,7 +284,10 @@ def _dup_group(values: dict[str, Any]) -> None:
 
 
 def _keys_without_env(values: dict[str, Any]) -> None:
-    values["fleet"]["security"] = {"require_api_key": False, "api_keys_env": None}  # null deletes the key in helm
+    values["fleet"]["security"] = {
+        "require_api_key": False,
+        "api_keys_env": None,
+    }  # null deletes the key in helm
 
 
 @pytest.mark.parametrize(
@@ -297,9 +314,46 @@ def test_fail_fast_checks(helm: Helm, tmp_path: Path, mutate: Any, message: str)
     [
         (("--set", "apiKeys.existingSecret="), "set apiKeys.existingSecret"),
         (("--kube-version", "1.25.0"), "kubeVersion"),
+        (
+            ("--set", "fleet.router.tasks.code.candidates[0]=nope"),
+            'candidate "nope" is not a fleet deployment',
+        ),
     ],
 )
 def test_fail_fast_flags(helm: Helm, args: tuple[str, ...], message: str) -> None:
     proc = helm.run(*helm.template_args([], monitoring=False, extra=args))
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("profile", "api", "expected", "absent"),
+    [
+        ("default", "ray.io/v1", "port-forward svc/r1-qwen-serve-serve 8000:8000", "WARNING"),
+        ("ingress-escape-hatches", None, "https://qwen.internal.example.com", "port-forward"),
+        ("cpu-demo", "ray.io/v1", "curl -s $QWEN_URL/v1/models", "QWEN_KEY"),
+    ],
+)
+def test_notes_render(
+    helm: Helm, tmp_path: Path, profile: str, api: str | None, expected: str, absent: str
+) -> None:
+    """NOTES.txt (which `helm template` skips) renders, with the KubeRay warning only without ray.io/v1."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "_notes_check.tpl").write_text(
+        '{{- define "notes-check" }}' + notes + "{{- end }}"
+    )
+    (chart / "templates" / "notes-check.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+        'data:\n  notes: {{ include "notes-check" . | toJson }}\n'
+    )
+    args = ["template", "r1", str(chart), "-n", "serve", "--show-only", "templates/notes-check.yaml"]
+    for path in values_files(profile):
+        args += ["-f", str(path)]
+    if api:
+        args += ["--api-versions", api]
+    proc = helm.run(*args, check=True)
+    text = yaml.safe_load(proc.stdout)["data"]["notes"]
+    assert expected in text and absent not in text
+    assert ("install the KubeRay operator" in text.replace("Install", "install")) is (api is None)

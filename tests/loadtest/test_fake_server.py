@@ -12,8 +12,15 @@ from loadtest.fake_server import create_app
 
 @pytest.fixture(scope="module")
 def client() -> TestClient:
-    return TestClient(create_app(ttft_s=0.0, tokens_per_s=1e6, natural_len=8, reasoning_tokens=2,
-                                 task_models={"code": "fake-coder"}))
+    return TestClient(
+        create_app(
+            ttft_s=0.0,
+            tokens_per_s=1e6,
+            natural_len=8,
+            reasoning_tokens=2,
+            task_models={"code": "fake-coder"},
+        )
+    )
 
 
 def _chunks(text: str) -> list:
@@ -23,8 +30,14 @@ def _chunks(text: str) -> list:
 
 
 def test_chat_stream_usage_and_lengths(client: TestClient) -> None:
-    body = {"model": "fake-qwen", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 5,
-            "stream": True, "stream_options": {"include_usage": True}, "ignore_eos": True}
+    body = {
+        "model": "fake-qwen",
+        "messages": [{"role": "user", "content": "hello"}],
+        "max_tokens": 5,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "ignore_eos": True,
+    }
     chunks = _chunks(client.post("/v1/chat/completions", json=body).text)
     tokens = [c for c in chunks if c["choices"] and "role" not in c["choices"][0]["delta"]]
     assert len(tokens) == 5 and tokens[-1]["choices"][0]["finish_reason"] == "length"
@@ -33,9 +46,13 @@ def test_chat_stream_usage_and_lengths(client: TestClient) -> None:
 
 def test_natural_stop_min_tokens_and_n(client: TestClient) -> None:
     msgs = [{"role": "user", "content": "hi"}]
-    r = client.post("/v1/chat/completions", json={"model": "fake-qwen", "messages": msgs, "max_tokens": 100}).json()
+    r = client.post(
+        "/v1/chat/completions", json={"model": "fake-qwen", "messages": msgs, "max_tokens": 100}
+    ).json()
     assert r["choices"][0]["finish_reason"] == "stop" and r["usage"]["completion_tokens"] == 8
-    r = client.post("/v1/chat/completions", json={"messages": msgs, "max_tokens": 100, "min_tokens": 20, "n": 2}).json()
+    r = client.post(
+        "/v1/chat/completions", json={"messages": msgs, "max_tokens": 100, "min_tokens": 20, "n": 2}
+    ).json()
     assert len(r["choices"]) == 2 and r["usage"]["completion_tokens"] == 40
     r = client.post("/v1/completions", json={"model": "fake-qwen", "prompt": "x", "max_tokens": 3}).json()
     assert r["object"] == "text_completion" and r["choices"][0]["finish_reason"] == "length"
@@ -49,8 +66,13 @@ def test_completions_stream_without_usage(client: TestClient) -> None:
 
 
 def test_thinking_separates_reasoning(client: TestClient) -> None:
-    body = {"messages": [{"role": "user", "content": "q"}], "max_tokens": 6, "stream": True, "ignore_eos": True,
-            "chat_template_kwargs": {"enable_thinking": True}}
+    body = {
+        "messages": [{"role": "user", "content": "q"}],
+        "max_tokens": 6,
+        "stream": True,
+        "ignore_eos": True,
+        "chat_template_kwargs": {"enable_thinking": True},
+    }
     deltas = [c["choices"][0]["delta"] for c in _chunks(client.post("/v1/chat/completions", json=body).text)]
     assert sum("reasoning" in d for d in deltas) == 2
     assert sum(bool(d.get("content")) for d in deltas) == 4
@@ -73,9 +95,17 @@ def test_task_headers(client: TestClient) -> None:
     msgs = [{"role": "user", "content": "Write a python function"}]
     r = client.post("/v1/chat/completions", json={"model": "auto", "messages": msgs, "max_tokens": 1})
     assert r.headers["x-qwen-task"] == "code" and r.headers["x-qwen-model"] == "fake-coder"
-    img = [{"role": "user", "content": [{"type": "text", "text": "?"}, {"type": "image_url", "image_url": {"url": "x"}}]}]
-    r = client.post("/v1/chat/completions", json={"model": "auto", "messages": img, "max_tokens": 1},
-                    headers={"x-qwen-task": "math"})
+    img = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "?"}, {"type": "image_url", "image_url": {"url": "x"}}],
+        }
+    ]
+    r = client.post(
+        "/v1/chat/completions",
+        json={"model": "auto", "messages": img, "max_tokens": 1},
+        headers={"x-qwen-task": "math"},
+    )
     assert r.headers["x-qwen-task"] == "math"
 
 

@@ -8,12 +8,35 @@ from loadtest.client import RequestRecord
 from loadtest.metrics import breakdown, compute_metrics, parse_goodput, parse_percentiles, pword, tpot_of
 
 
-def rec(ttft: float, itl: list[float], out: int, start: float = 0.0, task: str | None = None, prompt: int = 10,
-        ok: bool = True, kind: str | None = None, queue: float = 0.0, checks: list[str] | None = None) -> RequestRecord:
+def rec(
+    ttft: float,
+    itl: list[float],
+    out: int,
+    start: float = 0.0,
+    task: str | None = None,
+    prompt: int = 10,
+    ok: bool = True,
+    kind: str | None = None,
+    queue: float = 0.0,
+    checks: list[str] | None = None,
+) -> RequestRecord:
     latency = ttft + sum(itl)
-    return RequestRecord(conversation=0, turn=0, task=task, start=start, scheduled=start - queue, queue_time=queue,
-                         ttft=ttft if ok else None, itl=itl, latency=latency, success=ok, error_kind=kind,
-                         prompt_len=prompt, output_tokens=out if ok else 0, checks_failed=checks or [])
+    return RequestRecord(
+        conversation=0,
+        turn=0,
+        task=task,
+        start=start,
+        scheduled=start - queue,
+        queue_time=queue,
+        ttft=ttft if ok else None,
+        itl=itl,
+        latency=latency,
+        success=ok,
+        error_kind=kind,
+        prompt_len=prompt,
+        output_tokens=out if ok else 0,
+        checks_failed=checks or [],
+    )
 
 
 def test_tpot_excludes_first_token() -> None:
@@ -24,8 +47,8 @@ def test_tpot_excludes_first_token() -> None:
 
 def test_known_answers() -> None:
     recs = [
-        rec(0.100, [0.01] * 9, out=10, start=0.0, prompt=100),   # latency 0.19, tpot 0.01
-        rec(0.300, [0.03] * 9, out=10, start=0.5, prompt=200),   # latency 0.57, tpot 0.03
+        rec(0.100, [0.01] * 9, out=10, start=0.0, prompt=100),  # latency 0.19, tpot 0.01
+        rec(0.300, [0.03] * 9, out=10, start=0.5, prompt=200),  # latency 0.57, tpot 0.03
         rec(0.0, [], out=0, ok=False, kind="http_503"),
         rec(0.0, [], out=0, ok=False, kind="timeout"),
     ]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from loadtest.tokens import count_tokens, exact_text, load_tokenizer
-from loadtest.workloads import LengthDist, WorkloadConfig, build_workload, png_data_url
+from loadtest.workloads import DatasetName, LengthDist, WorkloadConfig, build_workload, png_data_url
 from loadtest.workloads.sharegpt import parse_json_array
 
 
@@ -23,17 +23,23 @@ def _all_turns_exact(convs: list) -> None:
 
 
 @pytest.mark.parametrize("dataset", ["random", "task-mix", "shared-prefix", "multi-turn"])
-def test_exact_input_lengths(dataset: str) -> None:
-    cfg = WorkloadConfig(dataset=dataset, num_prompts=25, input_len=LengthDist.parse("1:300"), prefix_len=64,
-                         task_weights={"code": 1, "math": 1, "general": 1, "reasoning": 1, "vision": 1})
+def test_exact_input_lengths(dataset: DatasetName) -> None:
+    cfg = WorkloadConfig(
+        dataset=dataset,
+        num_prompts=25,
+        input_len=LengthDist.parse("1:300"),
+        prefix_len=64,
+        task_weights={"code": 1, "math": 1, "general": 1, "reasoning": 1, "vision": 1},
+    )
     convs = build_workload(cfg)
     assert len(convs) == 25
     _all_turns_exact(convs)
 
 
 def test_random_lengths_follow_distribution_and_seed() -> None:
-    cfg = WorkloadConfig(dataset="random", num_prompts=40, input_len=LengthDist.parse(77),
-                         output_len=LengthDist.parse("10:20"))
+    cfg = WorkloadConfig(
+        dataset="random", num_prompts=40, input_len=LengthDist.parse(77), output_len=LengthDist.parse("10:20")
+    )
     a, b = build_workload(cfg), build_workload(cfg)
     assert [c.turns[0].prompt for c in a] == [c.turns[0].prompt for c in b]
     assert {c.turns[0].prompt_len for c in a} == {77}
@@ -53,8 +59,12 @@ def test_length_dist_parse_and_sample() -> None:
 
 
 def test_task_mix_weights_and_vision_png() -> None:
-    cfg = WorkloadConfig(dataset="task-mix", num_prompts=200, input_len=LengthDist.parse(40),
-                         task_weights={"code": 3, "vision": 1})
+    cfg = WorkloadConfig(
+        dataset="task-mix",
+        num_prompts=200,
+        input_len=LengthDist.parse(40),
+        task_weights={"code": 3, "vision": 1},
+    )
     convs = build_workload(cfg)
     tasks = [c.task for c in convs]
     assert set(tasks) == {"code", "vision"}
@@ -70,8 +80,9 @@ def test_task_mix_weights_and_vision_png() -> None:
 
 
 def test_shared_prefix_shares_prefixes() -> None:
-    cfg = WorkloadConfig(dataset="shared-prefix", num_prompts=12, num_prefixes=3, prefix_len=50,
-                         input_len=LengthDist.parse(10))
+    cfg = WorkloadConfig(
+        dataset="shared-prefix", num_prompts=12, num_prefixes=3, prefix_len=50, input_len=LengthDist.parse(10)
+    )
     convs = build_workload(cfg)
     heads = {c.turns[0].prompt.split()[:50].__str__() for c in convs}
     assert len(heads) == 3
@@ -88,16 +99,24 @@ def test_pad_truncates_and_extends() -> None:
 
 
 def test_sharegpt_from_file_and_truncated_json(tmp_path: Path) -> None:
-    entries = [{"conversations": [{"from": "human", "value": f"Question number {i} about the weather today?"},
-                                  {"from": "gpt", "value": "It is sunny and warm with a light breeze. " * (i + 1)}]}
-               for i in range(10)]
+    entries = [
+        {
+            "conversations": [
+                {"from": "human", "value": f"Question number {i} about the weather today?"},
+                {"from": "gpt", "value": "It is sunny and warm with a light breeze. " * (i + 1)},
+            ]
+        }
+        for i in range(10)
+    ]
     entries.append({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "short"}]})
     path = tmp_path / "sg.json"
     path.write_text(json.dumps(entries))
     convs = build_workload(WorkloadConfig(dataset="sharegpt", num_prompts=10, dataset_path=str(path)))
     _all_turns_exact(convs)
     tok = load_tokenizer()
-    lens = {len(tok.encode(str(e["conversations"][1]["value"]), add_special_tokens=False)) for e in entries[:10]}
+    lens = {
+        len(tok.encode(str(e["conversations"][1]["value"]), add_special_tokens=False)) for e in entries[:10]
+    }
     assert {c.turns[0].output_len for c in convs} == lens
     with pytest.raises(ValueError):
         build_workload(WorkloadConfig(dataset="sharegpt", num_prompts=11, dataset_path=str(path)))

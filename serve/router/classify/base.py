@@ -15,13 +15,15 @@ SYSTEM_WEIGHT = 0.2
 class TextFamily:
     """Runs a family's rules over the last turn, the context and the system prompt.
 
-    Subclasses set ``name``, ``rules`` (scanned on the full text, code included) and ``prose_rules`` (scanned on
-    the prose copy, fenced code removed), and may override :meth:`extra` for logic that is not a single regex.
+    Subclasses set ``name``, ``rules`` (scanned on the full text, code included), ``prose_rules`` (scanned on
+    the prose copy, fenced code removed) and ``focus_rules`` (keyword/intent rules, scanned on the start and
+    end of the prose only, which keeps long prompts fast), and may override :meth:`extra`.
     """
 
     name = "text"
     rules: Sequence[Rule] = ()
     prose_rules: Sequence[Rule] = ()
+    focus_rules: Sequence[Rule] = ()
 
     def __init__(self, context_weight: float = CONTEXT_WEIGHT, system_weight: float = SYSTEM_WEIGHT) -> None:
         """Create the family.
@@ -40,12 +42,20 @@ class TextFamily:
             if not scope.text or factor <= 0:
                 continue
             if self.rules:
-                out += apply_rules(self.rules, scope.text, scope.lowered, factor, scope_name, self.name)
+                rules = [r for r in self.rules if self.gate(r.label, scope.text)]
+                out += apply_rules(rules, scope.text, scope.lowered, factor, scope_name, self.name)
             if self.prose_rules:
                 out += apply_rules(self.prose_rules, scope.prose, scope.prose_lowered, factor, scope_name,
                                    self.name)
+            if self.focus_rules:
+                out += apply_rules(self.focus_rules, scope.focus_lowered, scope.focus_lowered, factor, scope_name,
+                                   self.name)
             out += self.extra(scope, factor, "" if scope_name == SCOPE_LAST else scope_name + ":")
         return out
+
+    def gate(self, label: str, text: str) -> bool:
+        """Whether rule ``label`` is worth running on ``text`` (cheap pre-check; default: always)."""
+        return True
 
     def extra(self, scope: Scope, factor: float, prefix: str) -> list[Signal]:
         """Family-specific evidence beyond plain rules (default: none)."""

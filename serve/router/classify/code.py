@@ -1,18 +1,22 @@
-"""Code signals: fences, stack traces, diffs, syntax, SQL, regexes, shell commands, file names, code requests.
+"""Code signals: fences, traces, diffs, code structure, code-like identifiers, tech vocabulary, code requests.
 
 Weights (per hit, last user turn; scaled by scope in :class:`~.base.TextFamily`):
 
 ====================  ======  ==============================================================
 fenced block          3.0     a non-maths ``` fence (detail names the language if known)
 stack trace / diff    3.0     Python/Java/Rust/JS traces, ``@@ -1,2 +1,3 @@`` hunks
-request(code)         2.5     "write a function ...", "escribe una función", "写一个函数", ...
-error name / sql      2.0     ``ValueError``, ``SELECT ... FROM``
-question(code)        2.0     "what does this code do", "time complexity", ...
-syntax(...)           1.2     ``def f(``, ``#include <``, ``const x =``, ``=>``, ... (each construct)
-shell / regex / html  1.5     ``pip install ...``, ``\\d+``, ``<div>``
-language request      1.5     "in python", "using rust"
-file name             1.0     ``main.py``, ``Dockerfile``
-keyword(...)          0.6     programming vocabulary, up to 3 distinct words (multilingual)
+request(code)         3.5     "write a function ...", "escribe una función", "写一个函数", ...
+syntax(structure)     <= 3.0  code-only symbols (``==``, ``=>``, ``;`` at line end, ``%>%``), lines that start
+                              with a statement keyword, indentation (structural, language-agnostic)
+error name / sql      2.0     ``ValueError``, ``SELECT ... FROM``, ``foreign key``
+question(code)        2.0     "what does this code do", "time complexity", "doesn't compile", ...
+identifiers           <= 1.6  snake_case, camelCase, ``obj.method(``, ``f()`` (0.4 each distinct)
+shell command         1.5     ``pip install``, ``git rebase``, ``$ ls``
+language request      1.5     "in python", "using rust", "用python"
+language(...)         1.0     one programming language named
+file name             1.0     ``main.py``, ``package.json``, ``Dockerfile``
+keyword(...)          0.7+    tech vocabulary (libraries, tools, concepts): 0.2 + 0.5 per word, up to 3
+tech question         0.4     a question (how/why/what/?/怎么) that names tech vocabulary or a language
 ====================  ======  ==============================================================
 """
 
@@ -22,138 +26,64 @@ import re
 
 from .base import TextFamily
 from .extract import Scope
-from .types import Signal, rule, stems, words
+from .features import Features, Lexicon, near
+from .lexicon_code import (
+    CJK_QUESTION,
+    CJK_REQUEST_RE,
+    CODE_NOUNS,
+    CODE_QUESTIONS,
+    CODE_VERBS,
+    FILE_EXTS,
+    FILE_NAMES,
+    KNOWN_LANGS,
+    LANG_REQUEST_PREPS,
+    LINE_STARTS,
+    NOUN_BLOCKERS,
+    PROG_LANGS,
+    QUESTION_WORDS,
+    SHELL_SUBCOMMANDS,
+    SQL_PHRASES,
+    SYMBOLS,
+    TECH,
+)
+from .types import Signal, rule
 
 TASK = "code"
-
-KNOWN_LANGS = frozenset({
-    "python", "py", "python3", "javascript", "js", "typescript", "ts", "tsx", "jsx", "java", "kotlin", "go",
-    "golang", "rust", "rs", "c", "cpp", "c++", "h", "csharp", "cs", "c#", "ruby", "rb", "php", "swift",
-    "scala", "bash", "sh", "shell", "zsh", "console", "powershell", "ps1", "sql", "mysql", "postgresql",
-    "html", "css", "scss", "xml", "json", "yaml", "yml", "toml", "ini", "dockerfile", "makefile", "lua",
-    "r", "matlab", "perl", "haskell", "elixir", "dart", "vue", "svelte", "diff", "graphql", "proto",
-    "terraform", "hcl", "nginx", "groovy", "julia", "vb", "vba", "asm", "solidity", "text", "",
-})
-
-_LANG_WORDS = (
-    "python", "javascript", "typescript", "java", "kotlin", "golang", "rust", "ruby", "php", "perl", "scala",
-    "haskell", "bash", "powershell", "sql", "mysql", "postgresql", "sqlite", "mongodb", "redis", "html", "css",
-    "react", "vue", "angular", "django", "flask", "fastapi", "node.js", "nodejs", "npm", "pandas", "numpy",
-    "pytorch", "tensorflow", "docker", "kubernetes", "k8s", "git", "github", "api", "json", "yaml", "regex",
-    "compiler", "compile", "debug", "debugger", "refactor", "unit test", "pytest", "junit", "variable",
-    "array", "boolean", "recursion", "runtime", "exception", "segfault", "bug", "repository", "repo",
-    "endpoint", "backend", "frontend", "database", "script", "code", "coding", "programming", "leetcode",
-    "c++", "c#", "dataframe", "linux", "async", "thread", "mutex", "pointer", "struct", "lambda", "decorator",
-    "webpack", "spring boot", "dotnet", ".net", "android", "ios app", "swiftui", "terraform", "ansible",
-    "microservice", "http request", "stack trace", "syntax error", "null pointer",
-    # zh
-    "代码", "编程", "程序", "脚本", "报错", "调试", "编译", "数据库", "前端", "后端", "接口", "正则表达式",
-    "变量", "数组", "字符串", "递归", "异常", "函数调用", "爬虫",
-    # es
-    "código", "programación", "programar", "compilar", "depurar", "variable", "bucle", "recursión",
-    "base de datos", "error de sintaxis", "desarrollador",
-    # lt
-    "kodas", "kodą", "kodo", "kode", "programavimas", "programavimo", "programuoti", "kompiliuoti",
-    "kintamasis", "kintamąjį", "rekursija", "duomenų bazė", "duomenų bazės", "derinti", "programuotojas",
-    # fr / de / ru / ja / ko / pt / it
-    "programmation", "programmieren", "quellcode", "код", "программирование", "скрипт", "コード",
-    "プログラム", "関数", "코드", "프로그램", "함수", "programação", "programmazione", "codice",
-)
-
-_CODE_NOUNS = (
-    r"functions?|scripts?|programs?|code|python class(?:es)?|methods?|snippets?|modules?|sql quer(?:y|ies)|"
-    r"regexe?s?|unit tests?|test cases?|apis?|endpoints?|cli|bash|one-liners?|dockerfiles?|makefiles?|sql|"
-    r"decorators?|parsers?|scrapers?|bots?|web ?apps?|react (?:app|component)s?|shaders?|macros?|lambdas?|"
-    r"database migrations?|json schemas?"
-)
-_CODE_VERBS = (
-    r"write|writing|create|implement|generate|build|make|give me|show me|code|develop|translate|convert|"
-    r"port|rewrite|refactor|optimi[sz]e|fix|debug|review|complete|modify"
-)
+STRUCT_CHARS = 2048
+IDENT_CHARS = 1024
 
 RULES = (
     rule("stack trace", TASK, 3.0,
-         r"Traceback \(most recent call last\)|^\s+at [\w$.<>]+\([\w$]*\.(?:java|kt|scala|js|ts|cs)"
+         r"Traceback \(most recent call last\)|^[ \t]+at [\w$.<>]+\([\w$]*\.(?:java|kt|scala|js|ts|cs)"
          r"|Exception in thread \"|File \"[^\"\n]+\", line \d+|\berror\[E\d{4}\]|panicked at"
-         r"|Segmentation fault|core dumped|undefined reference to|npm ERR!|^\s+at \w+ \(.*:\d+:\d+\)",
+         r"|Segmentation fault|core dumped|undefined reference to|npm ERR!|^[ \t]+at \w+ \(.*:\d+:\d+\)",
          cased=True),
     rule("diff hunk", TASK, 3.0, r"^@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@|^diff --git |^\+\+\+ b/", cased=True),
-    rule("error name", TASK, 2.0,
-         r"\b(?:[A-Z][a-z]+)+(?:Error|Exception)\b(?!\s+(?:of|in) the)|\bE\d{4}\b|\bTS\d{4}\b|\bORA-\d{5}\b"
-         r"|\bexit code [1-9]|\bstatus code [45]\d\d\b|\bsegfault", cased=True),
-    rule("sql", TASK, 2.0,
-         r"\bselect\s+(?:\*|distinct\b|count\(|[\w.]+(?:\s*,\s*[\w.()*]+)*)\s+from\s+[\w.]+|\binsert into\s+\w"
-         r"|\bcreate (?:table|index|view)\b|\balter table\b|\b(?:left|inner|right|outer|cross) join\b"
-         r"|\bgroup by\s+\w+|\bupdate\s+\w+\s+set\s+\w+\s*="),
-    rule("syntax(def)", TASK, 1.2, r"^\s*(?:async\s+)?def \w+\s*\(", cased=True),
-    rule("syntax(class)", TASK, 1.2, r"^\s*(?:export\s+)?(?:public\s+)?class \w+\s*[(:{<]|^\s*class \w+\s*$",
-         cased=True),
-    rule("syntax(import)", TASK, 1.2,
-         r"^\s*(?:import [\w.]+(?: as \w+)?\s*;?\s*$|from [\w.]+ import \w|import \{[^}]*\} from|"
-         r"using System|package [\w.]+;|require\(['\"])", cased=True),
-    rule("syntax(#include)", TASK, 1.2, r"^\s*#include\s*[<\"]|^\s*#define \w+|\bint main\s*\(", cased=True),
-    rule("syntax(function)", TASK, 1.2,
-         r"\bfunction\s*\w*\s*\([^)\n]*\)\s*\{|\)\s*=>\s*[{(\w]|^\s*(?:const|let|var)\s+\w+\s*=\s*\S",
-         cased=True),
-    rule("syntax(typed decl)", TASK, 1.2,
-         r"\b(?:public|private|protected)\s+(?:static\s+)?(?:final\s+)?(?:void|int|String|boolean|class|async|"
-         r"override|fun)\b|\bfn\s+\w+\s*[(<]|\blet\s+mut\b|\bimpl(?:<[^>]*>)?\s+\w+|\bfunc\s+(?:\([^)]*\)\s*)?\w+\s*\("
-         r"|\bpackage main\b|\bstd::\w+|\bfmt\.\w+\(", cased=True),
-    rule("syntax(call)", TASK, 1.0,
-         r"\b(?:console\.log|System\.out\.print\w*|printf|println!?|print|len|range|self\.\w+)\s*\(|"
-         r"\b[a-z_]\w*\.[a-z_]\w*\([^)\n]{0,40}\)|\b\w+\[['\"]?\w+['\"]?\]\s*=|\bif\s*\(.+\)\s*\{|for\s*\(\w+ ",
-         cased=True),
-    rule("syntax(return)", TASK, 0.8, r"^\s*return\b[^\n]{0,80}$|^\s*(?:elif|except|finally|try:|else:)",
-         cased=True),
-    rule("markup(html)", TASK, 1.5,
-         r"<(?:div|span|html|body|script|button|input|form|table|template|style|svg|head|ul|li|a href)\b[^>]{0,200}>"
-         r"|</\w+>"),
-    rule("regex", TASK, 1.5, r"\\[dwsbDWS][+*?{]|\[a-z|\[0-9|\[\^|\(\?[:=!<]|\bregexp?\b|regular expression|正则"
-         r"|expresi[oó]n regular|reguliarioji išraišk|reguliariąją išraišk"),
-    rule("shell command", TASK, 1.5,
-         r"^\s*(?:\$\s+|sudo\s+)?(?:pip3?|npm|npx|yarn|pnpm|git|docker|kubectl|helm|apt(?:-get)?|cargo|conda|"
-         r"mvn|gradle|gcc|g\+\+|clang|javac|rustc|ssh|chmod|chown|systemctl|curl|wget|tar|grep|awk|sed|ls|cd|"
-         r"export|source)\s+-?-?[\w./-]|^\s*\$ \w+|\bbrew install\b|\bgo (?:build|run|test|mod|get)\b|"
-         r"\bmake (?:install|build|clean|all)\b|\bpython3? -m\b|\bnode \w+\.js\b"),
-    rule("file name", TASK, 1.0,
-         r"\b[\w-]+\.(?:py|js|mjs|ts|tsx|jsx|java|go|rs|cpp|cc|hpp|cs|rb|php|swift|kt|scala|sh|bash|ps1|sql|"
-         r"html|css|scss|vue|ipynb|yaml|yml|toml|gradle|lua|dart|pl|ex|exs|tf|proto|jar|dll|so|exe|wasm)\b"
-         r"|\b[\w-]{2,}\.[ch]\b|\b(?:dockerfile|makefile|package\.json|requirements\.txt|cargo\.toml|go\.mod|"
-         r"pom\.xml|\.gitignore|docker-compose|tsconfig\.json|pyproject\.toml|\.env)\b"),
-    rule("inline code", TASK, 0.8, r"`[^`\n]{1,60}[(_.=/\[][^`\n]{0,60}`"),
-    rule("keyword({})", TASK, 0.6, words(*(re.escape(w) for w in _LANG_WORDS)).replace("(?![\\w])", "(?![\\w+#])"),
-         max_hits=3, vocab=_LANG_WORDS),
 )
+# Cheap substring gates: a rule's regex only runs when one of its gate strings is in the text.
+_GATES = {"stack trace": ("Traceback", "Exception", "File \"", "error[", "panicked", "fault", "dumped",
+                          "undefined reference", "npm ERR", "    at ", "\tat "),
+          "diff hunk": ("@@", "diff --git", "+++ b/")}
+_ERROR_RE = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b|\bE\d{4}\b|\bTS\d{4}\b|\bORA-\d{5}\b|\berrno\b"
+                       r"|\bexit (?:code|status) [1-9]|\bstatus code [45]\d\d\b|\b[45]0[0-9] (?:error|bad|not)")
+_LINE_RE = re.compile(r"^([ \t]*)([#$@]?[\w.]+)?([^\n]*?)[ \t]*$", re.MULTILINE)
+_IDENT_RE = re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]*[a-z0-9]\b|\b[a-z]+[A-Z][a-z0-9]+\w*|\b\w+\.\w+\(|\b\w+\(\)"
+                       r"|\b[A-Z]\w*\.[a-z]\w+|<[a-z]+[ >/]")
+_FILE_RE = re.compile(r"\b[\w-]+\.([a-z]{1,7}[0-9]?)\b")
+_REGEX_RE = re.compile(r"\\[dwsbDWS][+*?{]|\[a-z|\[0-9|\[\^|\(\?[:=!<]")
 
-PROSE_RULES = (
-    rule("request(code)", TASK, 2.5,
-         r"\b(?:" + _CODE_VERBS + r")\b[^.?!\n]{0,50}?\b(?:" + _CODE_NOUNS + r")\b"
-         # zh
-         r"|(?:写|编写|实现|生成|帮我写|给我写|用|优化|重构|修复|调试)[^。？！\n]{0,12}(?:函数|程序|脚本|代码|类|方法|爬虫|接口|正则|sql|python|java|bug)"
-         # es / pt / it / fr
-         r"|(?:escrib|crea|implement|gener|program|haz|hazme|dame|corrig|depur|optimiz|refactoriz|escrev|"
-         r"scriv|écri|écris)\w*[^.?!\n]{0,40}?(?:funci[oó]n|funç[aã]o|funzione|fonction|script|programa|"
-         r"programma|programme|c[oó]digo|codice|clase|classe|m[eé]todo|consulta|pruebas unitarias|api)"
-         # lt
-         r"|" + stems("parašyk", "parašykite", "sukurk", "įgyvendink", "sugeneruok", "pataisyk", "ištaisyk",
-                      "optimizuok", "perrašyk", "realizuok") +
-         r"\w*[^.?!\n]{0,40}?(?:funkcij|skript|program|kod|klas|metod|užklaus|test)"
-         # de / ru / ja / ko
-         r"|(?:schreib|implementier|erstell)\w*[^.?!\n]{0,40}?(?:funktion|programm|skript|code|klasse)"
-         r"|(?:напиши|напишите|реализуй|исправь)[^.?!\n]{0,40}?(?:функци|код|программ|скрипт|класс|запрос)"
-         r"|(?:コード|関数|プログラム|スクリプト)[^。\n]{0,10}(?:書いて|作成|実装)"
-         r"|(?:코드|함수|프로그램|스크립트)[^.\n]{0,10}(?:작성|만들어|구현)"),
-    rule("question(code)", TASK, 2.0,
-         r"what does (?:this|the following|my) (?:code|function|script|snippet|query|regex|line)"
-         r"|(?:this|my|the) (?:code|function|script|query|program|build|test) (?:doesn'?t|does not|isn'?t|fails|"
-         r"throws|crashes|returns|won'?t|keeps)|code review|time complexity|space complexity|big-?o\b|"
-         r"stack ?overflow error|compil(?:e|er|ation) error|runtime error|syntax error|merge conflict|"
-         r"pull request|这段代码|代码(?:报错|有什么问题|怎么改)|este código|mi código|šis kodas|mano kodas|kodas neveikia"),
-    rule("language request", TASK, 1.5,
-         r"\b(?:in|using|en|naudojant|на|em) (?:python|javascript|typescript|java|c\+\+|c#|"
-         r"golang|rust|ruby|php|bash|sql|kotlin|swift|matlab|haskell|scala|powershell|node\.?js|react)\b"
-         r"|用(?:python|java|javascript|c\+\+|go|rust|sql)"),
-)
+_LEX_TECH = Lexicon(**TECH)
+_LEX_LANG = Lexicon(words=PROG_LANGS, stems=("python", "javascri", "typescri", "golang", "kotlin", "haskell"))
+_LEX_QUESTION = Lexicon(**CODE_QUESTIONS)
+_LEX_SQL = Lexicon(phrases=SQL_PHRASES)
+_VERBS = frozenset(CODE_VERBS)
+_NOUNS = frozenset(CODE_NOUNS)
+_BLOCKERS = frozenset(NOUN_BLOCKERS)
+_PREPS = frozenset(LANG_REQUEST_PREPS)
+_SHELL_TOOLS = frozenset(("git", "docker", "npm", "pip"))
+_SHELL_PHRASES = ("pip install", "npm install", "git rebase", "git merge", "git push", "git commit", "git pull",
+                  "docker compose", "docker run")
+_LANGS = frozenset(PROG_LANGS) | {"go", "r", "c"}
 
 
 class CodeSignals(TextFamily):
@@ -161,19 +91,110 @@ class CodeSignals(TextFamily):
 
     name = TASK
     rules = RULES
-    prose_rules = PROSE_RULES
+
+    def gate(self, label: str, text: str) -> bool:
+        """Run a regex rule only when one of its cheap substring gates is present."""
+        return any(g in text for g in _GATES.get(label, ("",)))
 
     def extra(self, scope: Scope, factor: float, prefix: str) -> list[Signal]:
-        """Fenced blocks (from the scope's fence tags) and statement-shaped lines."""
-        out: list[Signal] = []
+        """Fences, structure, identifiers and the token-based evidence."""
+        found: list[tuple[str, float]] = []
         code_fences = [t for t in scope.fences if t not in ("text", "txt", "markdown", "md")]
         if code_fences:
             tag = code_fences[0]
-            label = f"fenced block({tag})" if tag in KNOWN_LANGS and tag else "fenced block"
-            out.append(Signal(self.name, TASK, round(3.0 * factor, 3), prefix + label))
-        if len(_STATEMENT_END.findall(scope.text, 0, 4096)) >= 3:
-            out.append(Signal(self.name, TASK, round(1.5 * factor, 3), prefix + "syntax(statements)"))
-        return out
+            found.append((f"fenced block({tag})" if tag in KNOWN_LANGS and tag else "fenced block", 3.0))
+        text = scope.text[:STRUCT_CHARS]
+        found += _structure(text)
+        found += _lexical(scope.features, scope.lowered[:STRUCT_CHARS])
+        if ("Error" in text or "Exception" in text or "rror" in text or "xit " in text or "code" in text) \
+                and _ERROR_RE.search(text):
+            found.append(("error name", 2.0))
+        if ("\\" in text or "[" in text or "(?" in text) and _REGEX_RE.search(text):
+            found.append(("regex", 1.5))
+        return [Signal(self.name, TASK, round(w * factor, 3), prefix + label) for label, w in found]
 
 
-_STATEMENT_END = re.compile(r"[;{}]\s*$", re.MULTILINE)
+def _structure(text: str) -> list[tuple[str, float]]:
+    """Language-agnostic code structure: symbols, statement-shaped lines, indentation, identifiers."""
+    if len(text) < 8:
+        return []
+    symbols = sum(text.count(s) for s in SYMBOLS) - text.count("://")
+    starts = indented = ends = 0
+    shell = False
+    if "\n" in text or len(text) < 400:
+        for m in _LINE_RE.finditer(text):
+            indent, first, rest = m.group(1), m.group(2), m.group(3)
+            if first:
+                kind = LINE_STARTS.get(first)
+                if kind == "shell" and (rest.startswith(" -") or rest[:1] == " " and
+                                        rest.split(None, 1)[0] in SHELL_SUBCOMMANDS):
+                    shell = True
+                elif kind == "stmt" and rest[:1] in (" ", "(", ":", "{", ""):
+                    starts += 1
+                elif first[0] == "$" and rest[:1] == " ":
+                    shell = True
+            if indent and first and len(indent.expandtabs(4)) >= 2:
+                indented += 1
+            tail = rest[-1:] if rest else (first or "")[-1:]
+            if tail in (";", "{", "}") or (tail == ":" and first in LINE_STARTS):
+                ends += 1
+    idents = set(_IDENT_RE.findall(text, 0, IDENT_CHARS)) if ("_" in text or "(" in text or "." in text
+                                                              or "<" in text) else set()
+    score = (0.5 * min(symbols, 4) + 0.6 * min(starts, 4) + 0.3 * min(indented, 4) + 0.5 * min(ends, 4))
+    out: list[tuple[str, float]] = []
+    if score >= 0.5:
+        out.append(("syntax(structure)", round(min(score, 3.0), 3)))
+    if idents:
+        out.append(("identifiers", round(0.4 * min(len(idents), 4), 3)))
+    if shell:
+        out.append(("shell command", 1.5))
+    return out
+
+
+def _lexical(f: Features, lowered: str) -> list[tuple[str, float]]:
+    """Token-level evidence: requests, questions, languages, vocabulary, SQL, shell, file names."""
+    out: list[tuple[str, float]] = []
+    noun = near(f, _VERBS, _NOUNS, window=6, blockers=_BLOCKERS)
+    if noun is not None or (f.cjk and CJK_REQUEST_RE.search(f.text)):
+        out.append(("request(code)", 3.5))
+    if _LEX_QUESTION.any(f):
+        out.append(("question(code)", 2.0))
+    if _LEX_SQL.any(f) or ("select" in f.words and "from" in f.words and "where" in f.words):
+        out.append(("sql", 2.0))
+    langs = [lang for lang in _LEX_LANG.find(f, 1) if not (lang.startswith("python") and "monty" in f.words)]
+    if langs:
+        out.append((f"language({langs[0]})", 1.0))
+    if _lang_request(f):
+        out.append(("language request", 1.5))
+    tech = _LEX_TECH.find(f, 3)
+    if tech:
+        out.append(("keyword(" + ",".join(tech) + ")", round(0.2 + 0.5 * len(tech), 3)))
+    if (tech or langs) and (not QUESTION_WORDS.isdisjoint(f.tokens[:3]) or "?" in f.text[-200:]
+                            or (f.cjk and any(q in f.text for q in CJK_QUESTION))):
+        out.append(("tech question", 0.4))
+    if not _SHELL_TOOLS.isdisjoint(f.words) and any(f.has_phrase(p) for p in _SHELL_PHRASES):
+        out.append(("shell command", 1.5))
+    if "." in lowered:
+        for ext in _FILE_RE.findall(lowered, 0, IDENT_CHARS):
+            if ext in FILE_EXTS:
+                out.append(("file name", 1.0))
+                break
+        else:
+            if any(n in lowered for n in FILE_NAMES):
+                out.append(("file name", 1.0))
+    elif any(n in lowered for n in FILE_NAMES):
+        out.append(("file name", 1.0))
+    return out
+
+
+def _lang_request(f: Features) -> bool:
+    """"in python", "using rust", "en javascript", "用python"."""
+    toks = f.tokens
+    if _LANGS.isdisjoint(f.words) and not f.cjk:
+        return False
+    for i in range(1, len(toks)):
+        if toks[i] in _LANGS and toks[i - 1] in _PREPS and (toks[i] not in ("go", "r", "c") or i + 1 == len(toks)
+                                                             or toks[i + 1] not in ("to", "and", "a")):
+            return True
+    return f.cjk and any(f"用{lang}" in f.text for lang in ("python", "java", "javascript", "c++", "go", "rust",
+                                                            "sql"))

@@ -16,12 +16,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-DEFAULT_HEAD_CHARS = 2048
-DEFAULT_TAIL_CHARS = 6144
+from .features import Features
+
+DEFAULT_HEAD_CHARS = 1024
+DEFAULT_TAIL_CHARS = 3072
 DEFAULT_CONTEXT_CHARS = 2048
 DEFAULT_SYSTEM_CHARS = 1024
+# Intent/keyword rules look only at the start and the end of the prose (see Scope.focus_lowered).
+FOCUS_CHARS = 640
 
 # A fenced block: ``` or ~~~ with optional language tag. Unterminated fences run to the end of the text.
 FENCE_RE = re.compile(r"(?:```|~~~)[ \t]*([\w+#.-]*)[^\n]*\n?(.*?)(?:```|~~~|\Z)", re.DOTALL)
@@ -42,6 +47,8 @@ class Scope:
         prose: ``text`` with non-maths fenced blocks replaced by a space.
         prose_lowered: ``prose.lower()``.
         fences: Language tags of the code fences found (lower-case, possibly ``""`` for untagged).
+        focus_lowered: The first and last :data:`FOCUS_CHARS` characters of ``prose_lowered``: where intent
+            words ("write a function", "prove", "translate") are; keyword rules scan only this.
     """
 
     text: str = ""
@@ -49,6 +56,7 @@ class Scope:
     prose: str = ""
     prose_lowered: str = ""
     fences: tuple[str, ...] = ()
+    focus_lowered: str = ""
 
     @classmethod
     def of(cls, text: str) -> Scope:
@@ -66,7 +74,17 @@ class Scope:
             prose = FENCE_RE.sub(_drop, text)
         else:
             prose = text
-        return cls(text, text.lower(), prose, prose.lower(), tuple(fences))
+        lowered_prose = prose.lower()
+        if len(lowered_prose) > 2 * FOCUS_CHARS:
+            focus = lowered_prose[:FOCUS_CHARS] + "\n" + lowered_prose[-FOCUS_CHARS:]
+        else:
+            focus = lowered_prose
+        return cls(text, text.lower(), prose, lowered_prose, tuple(fences), focus)
+
+    @cached_property
+    def features(self) -> Features:
+        """Tokens of :attr:`focus_lowered`, computed once and shared by every family."""
+        return Features.of(self.focus_lowered)
 
 
 @dataclass(frozen=True)

@@ -25,26 +25,32 @@ _SCRIPTS: tuple[tuple[str, re.Pattern[str]], ...] = (
 _LATIN = re.compile(r"[a-zA-Z\u00c0-\u024f]")
 _WORD = re.compile(r"[a-z\u00e0-\u024f']+")
 
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 _STOPWORDS: dict[str, frozenset[str]] = {
-    "en": frozenset("the and is are of to in that it for with you this what how can i my on be do was not "
-                    "have a an or please your which why about me write does".split()),
-    "es": frozenset("el la los las de que y en un una es por para con no se del al lo como más pero qué "
-                    "cómo mi tu está son hay puedes cuál".split()),
-    "fr": frozenset("le la les de des et est un une que qui dans pour pas sur avec ce je vous il du au "
-                    "comment pourquoi mon est-ce".split()),
-    "de": frozenset("der die das und ist nicht ein eine zu den mit von ich sie es für auf wie was dem "
-                    "warum bitte kann ein".split()),
-    "it": frozenset("il lo la gli le di che è e un una per non con del della sono come perché mi ti "
-                    "questo cosa".split()),
-    "pt": frozenset("o a os as de que e em um uma é para com não do da dos das por como você mais meu "
-                    "isso qual".split()),
-    "lt": frozenset("ir yra kad kaip su į iš ar tai bet jei kas kuris kuri mano tavo man tau ką kodėl "
-                    "prašau kiek gali būti nuo apie".split()),
-    "nl": frozenset("de het een en is van dat niet op te zijn ik je met voor wat hoe waarom".split()),
-    "pl": frozenset("i w nie się na że jest z do to jak co czy ale dla jestem proszę dlaczego".split()),
-    "tr": frozenset("ve bir bu da de için ne mi ile çok ben sen nasıl neden var".split()),
-    "id": frozenset("dan yang di ini itu dengan untuk tidak dari saya apa bagaimana adalah".split()),
-    "vi": frozenset("và của là có không một những cho với tôi bạn này được trong".split()),
+    "en": _words("the and is are of to in that it for with you this what how can i my on be do was not "
+                    "have a an or please your which why about me write does"),
+    "es": _words("el la los las de que y en un una es por para con no se del al lo como más pero qué "
+                    "cómo mi tu está son hay puedes cuál"),
+    "fr": _words("le la les de des et est un une que qui dans pour pas sur avec ce je vous il du au "
+                    "comment pourquoi mon est-ce"),
+    "de": _words("der die das und ist nicht ein eine zu den mit von ich sie es für auf wie was dem "
+                    "warum bitte kann ein"),
+    "it": _words("il lo la gli le di che è e un una per non con del della sono come perché mi ti "
+                    "questo cosa"),
+    "pt": _words("o a os as de que e em um uma é para com não do da dos das por como você mais meu "
+                    "isso qual"),
+    "lt": _words("ir yra kad kaip su į iš ar tai bet jei kas kuris kuri mano tavo man tau ką kodėl "
+                    "prašau kiek gali būti nuo apie"),
+    "nl": _words("de het een en is van dat niet op te zijn ik je met voor wat hoe waarom"),
+    "pl": _words("i w nie się na że jest z do to jak co czy ale dla jestem proszę dlaczego"),
+    "tr": _words("ve bir bu da de için ne mi ile çok ben sen nasıl neden var"),
+    "id": _words("dan yang di ini itu dengan untuk tidak dari saya apa bagaimana adalah"),
+    "vi": _words("và của là có không một những cho với tôi bạn này được trong"),
 }
 # Letters that (almost) only one candidate language uses: strong evidence.
 _DIACRITICS: tuple[tuple[str, re.Pattern[str]], ...] = (

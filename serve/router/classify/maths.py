@@ -1,16 +1,18 @@
 """Math signals: LaTeX, equations, arithmetic, maths vocabulary, word problems (multilingual).
 
-All math rules scan *prose* (fenced code removed), so a formula inside a code block is evidence for code,
-not maths. Weights (per hit, last user turn):
+Structural math rules scan *prose* (fenced code removed), so a formula inside a code block is evidence for
+code, not maths; vocabulary comes from the shared token pass (:mod:`.features`). Weights (last user turn):
 
 ==================  =====  ===================================================================
 latex               2.5    ``\\frac``, ``\\int``, ``$x^2$`` ...
-equation            2.0    ``3x + 5 = 20``, ``x^2``, ``f(x) =``, ``y = 2x``
-word problem        1.5    a quantity question ("how many", "cuántos", "kiek", "多少") + >= 2 numbers
+equation            2.0    ``3x + 5 = 20``, ``x^2``, ``f(x) =``, ``sin(``, ``∫``
+answer request      2.0    "just give me the number", "只要答案", "tik atsakymą"
+word problem        1.5    a quantity question ("how many", "cuántos", "kiek", "多少") + >= 2 numbers,
+                           or >= 2 numbers + a rate/percent/units cue + a question
 term(strong)        1.5    integral, derivative, probability, eigenvalue, 方程, ecuación, lygtis ...
                            (up to 2 distinct)
 arithmetic          1.2    ``17 * 23``, ``12 - 5``, ``3 ÷ 4``
-imperative(solve)   1.2    solve / calculate / compute / resuelve / apskaičiuok / 计算 ...
+imperative(solve)   1.2    solve / calculate / compute / convert / resuelve / apskaičiuok / 计算 ...
 term(moderate)      0.7    triangle, average, fraction, percent ... (up to 3 distinct)
 numbers+units       0.6    ``60 km/h``, ``5 kg``, ``20 %``
 topic(math)         0.3    "math", "maths": alone never enough (casual chat about maths is general)
@@ -23,103 +25,127 @@ import re
 
 from .base import TextFamily
 from .extract import Scope
-from .types import Signal, anywhere, rule, stems, words
+from .features import Features, Lexicon
+from .types import Signal, rule
 
 TASK = "math"
+PROSE_CHARS = 2048
+# Word problems are short: a long paste with numbers and a question is usually something else.
+WORD_PROBLEM_CHARS = 1200
+LEXICAL_CAP = 3.0
 
-_STRONG = (
-    # en
-    r"solve for", r"integral", r"integrate", r"derivative", r"differentiate", r"antiderivative", r"eigen\w+",
-    r"determinant", r"polynomials?", r"quadratic", r"logarithms?", r"probability", r"expected value",
-    r"variance", r"standard deviation", r"factorial", r"permutations?", r"binomial", r"matri(?:x|ces)",
-    r"equations?", r"inequalit(?:y|ies)", r"hypotenuse", r"pythagorean", r"trigonometr\w+", r"modulo",
-    r"prime factori[sz]ation", r"greatest common divisor", r"least common multiple", r"gcd", r"lcm",
-    r"arithmetic (?:sequence|progression)", r"geometric (?:series|sequence|progression)", r"taylor series",
-    r"converges?", r"limit of", r"square root", r"cube root", r"simplify the expression", r"vertex form",
-    r"slope of", r"system of equations",
-    # es / pt / it / fr / de
-    r"ecuaci[oó]n(?:es)?", r"derivada", r"probabilidad(?:es)?", r"polinomio", r"logaritmo", r"hipotenusa",
-    r"ra[ií]z cuadrada", r"desigualdad", r"m[aá]ximo com[uú]n divisor", r"equa[çc][aã]o", r"probabilidade",
-    r"equazione", r"derivata", r"probabilit[àa]", r"[ée]quation", r"int[ée]grale", r"d[ée]riv[ée]e",
-    r"probabilit[ée]", r"gleichung", r"ableitung", r"wahrscheinlichkeit",
+_STRONG = Lexicon(
+    words=("integral", "integrate", "derivative", "differentiate", "antiderivative", "eigenvalue",
+           "eigenvector", "determinant", "polynomial", "quadratic", "logarithm", "probability", "variance",
+           "factorial", "permutation", "combinatorics", "binomial", "matrix", "matrices", "equation",
+           "inequality", "inequalities", "hypotenuse", "pythagorean", "trigonometry", "modulo", "gcd", "lcm",
+           "converge", "converges", "divergent", "asymptote", "logarithmic", "exponential", "sine", "cosine",
+           "arithmetic", "geometric", "parabola", "hyperbola", "ellipse", "radians", "congruent", "diophantine", "combinations",
+           "ecuación", "ecuaciones", "derivada", "integral", "probabilidad", "polinomio", "logaritmo",
+           "hipotenusa", "desigualdad", "equação", "probabilidade", "equazione", "derivata", "probabilità",
+           "équation", "intégrale", "dérivée", "probabilité", "gleichung", "ableitung", "wahrscheinlichkeit"),
+    stems=("lygt", "integral", "išvestin", "tikimyb", "matric", "daugianar", "logaritm", "įžambin",
+           "nelygyb", "kvadratin", "уравнен", "интеграл", "производн", "вероятн", "матриц", "логарифм",
+           "derivad", "ecuaci", "probabil"),
+    phrases=("solve for", "expected value", "standard deviation", "prime factorization", "prime factorisation",
+             "greatest common divisor", "least common multiple", "taylor series", "limit of", "square root",
+             "cube root", "simplify the expression", "slope of", "system of equations", "log base",
+             "arithmetic sequence", "geometric series", "raíz cuadrada", "máximo común divisor",
+             "common denominator", "confidence interval", "normal distribution", "z score", "t test",
+             "unit conversion", "convert to", "in terms of", "compound interest", "simple interest"),
+    cjk=("方程", "积分", "導数", "导数", "微分", "概率", "几率", "期望值", "方差", "矩阵", "行列式", "特征值", "多项式", "对数",
+         "勾股", "阶乘", "最大公约数", "最小公倍数", "不等式", "平方根", "方程式", "確率", "積分", "방정식", "적분", "미분",
+         "확률", "행렬", "极限", "排列组合"),
 )
-_STRONG_STEMS = (
-    # lt (inflected: match stems)
-    r"lygt(?:is|į|ies|ys|imi|ų|ims|yse)", r"integral", r"išvestin", r"tikimyb", r"matric", r"daugianar",
-    r"logaritm", r"įžambin", r"nelygyb", r"kvadratin(?:ė|ę|ės) šakn", r"kvadratin(?:ė|ę|ės|ių) lygt",
-    # ru
-    r"уравнени", r"интеграл", r"производн", r"вероятност", r"матриц", r"логарифм",
+_MODERATE = Lexicon(
+    words=("triangle", "circle", "radius", "diameter", "circumference", "perimeter", "area", "twice",
+           "volume", "angle", "fraction", "percent", "percentage", "average", "median", "ratio",
+           "proportion", "remainder", "divisible", "prime", "geometry", "theorem",
+           "sequence", "exponent", "vector", "digits", "digit", "rectangle", "cube",
+           "sphere", "cylinder", "cone", "polygon", "calculus", "algebra", "integer", "integers", "tangent",
+           "vertex", "hexagon", "diagonal", "speed", "velocity", "distance",
+           "approximately",
+           "decimal", "decimals", "multiply", "divide", "divided", "squared", "cubed",
+           "odds", "chance", "chances", "dice", "coin", "coins", "deck", "marbles", "balls",
+           "triángulo", "área", "perímetro", "volumen", "porcentaje", "promedio", "media", "fracción",
+           "velocidad", "distancia", "pourcentage", "moyenne", "dreieck", "fläche", "prozent",
+           "durchschnitt", "percentuale", "triangolo", "média", "треугольник", "площадь", "процент", "среднее"),
+    stems=("trikamp", "plotas", "plotą", "perimetr", "tūris", "tūrį", "spindul", "trupmen", "procent",
+           "vidurk", "pirmin", "skaiči", "aritmet", "geometr", "greiti", "atstum", "kvadrat", "stačiakamp",
+           "apskritim", "площад", "процент", "скорост"),
+    phrases=("half of", "volume of", "sum of", "product of", "prime number", "prime numbers", "graph of",
+             "function f", "interest rate", "per hour", "per day", "per cent", "how many ways", "at random",
+             "números primos", "por ciento"),
+    cjk=("三角形", "面积", "周长", "体积", "半径", "直径", "圆", "质数", "素数", "分数", "百分之", "百分比", "平均", "比例",
+         "数列", "几何", "代数", "余数", "面積", "넓이", "평균", "速度", "距离", "利息", "折", "倍"),
 )
-_STRONG_CJK = (
-    r"方程", r"积分", r"導数|导数", r"微分", r"概率", r"几率", r"期望值", r"方差", r"矩阵", r"行列式", r"特征值", r"多项式",
-    r"对数", r"勾股", r"最大公约数", r"最小公倍数", r"不等式", r"平方根", r"方程式", r"確率", r"積分", r"방정식",
-    r"적분", r"미분", r"확률", r"행렬",
+_IMPERATIVE = Lexicon(
+    words=("solve", "calculate", "compute", "evaluate", "simplify", "factor", "factorise", "factorize",
+           "expand", "convert", "estimate", "resuelve", "resolver", "calcula", "calcular", "calcule",
+           "simplifica", "resolva", "risolvi", "calcola", "résous", "résoudre", "calculez", "berechne", "löse",
+           "реши", "решите", "вычисли", "посчитай", "найдите", "найди", "rechne", "convierte"),
+    stems=("išspręs", "apskaiči", "supapras", "suskaiči", "raskite", "spręsk", "paskaiči", "konvertuo", "perskaiči"),
+    cjk=("求解", "解方程", "算一下", "求出", "求值", "化简", "計算", "求め", "계산", "구하", "换算", "算出", "等于多少"),
 )
-_MODERATE = (
-    r"triangles?", r"circles?", r"radius", r"diameter", r"circumference", r"perimeter", r"area of",
-    r"volume of", r"angles?", r"fractions?", r"percent(?:age)?", r"average", r"median", r"ratio",
-    r"proportion", r"compound interest", r"interest rate", r"sum of", r"product of", r"remainder",
-    r"divisible", r"prime numbers?", r"algebra(?:ic)?", r"geometry", r"calculus", r"theorem", r"sequence",
-    r"exponents?", r"vectors?", r"graph of", r"function f", r"digits?", r"odd|even numbers?",
-    # es / pt / it / fr / de
-    r"tri[aá]ngulo", r"[aá]rea", r"per[ií]metro", r"volumen", r"porcentaje", r"promedio", r"media",
-    r"fracci[oó]n", r"n[uú]meros? primos?", r"volume", r"pourcentage", r"moyenne", r"dreieck", r"fläche",
-    r"prozent", r"durchschnitt", r"percentuale", r"triangolo",
+_QUANTITY = Lexicon(
+    words=("cuántos", "cuántas", "cuánto", "cuánta", "cuantos", "cuanto", "kiek", "combien", "сколько",
+           "quantos", "quantas", "quanto", "quanti", "ile"),
+    phrases=("how many", "how much", "how long", "how far", "how fast", "how old", "how tall", "how heavy",
+             "what is the total", "what's the total", "what is the sum", "what is the average", "what is the mean",
+             "what is the probability", "what are the chances", "what are the odds", "what is the chance",
+             "what is the area", "what is the volume", "what is the speed", "what is the value",
+             "what is the ratio", "what is the remainder", "what is the perimeter", "what is the distance",
+             "what is the percentage", "what percentage", "what percent", "what fraction", "what number",
+             "what is it worth", "how much is", "what will it be worth", "find the", "calculate the",
+             "work out", "figure out how", "what is the probability", "what's the probability",
+             "wie viel", "wie viele", "wie lange", "cuál es el valor", "cuál es la probabilidad", "koks yra",
+             "kokia yra", "kokia tikimybė"),
+    cjk=("多少", "几个", "几只", "几天", "几岁", "几分钟", "几小时", "几次", "几元", "几年", "几米", "几块", "几人", "几本",
+         "是几", "何個", "いくつ", "몇", "얼마", "几"),
 )
-_MODERATE_STEMS = (
-    r"trikamp", r"plot(?:as|ą|o|ui)\b", r"perimetr", r"tūr(?:is|į|io)\b", r"spindul", r"trupmen", r"procent",
-    r"vidurk", r"pirmin(?:is|iai|ių) skaič", r"skaičiu", r"aritmetin", r"geometr", r"треугольник",
-    r"площад", r"процент", r"среднее",
+_ANSWER = Lexicon(
+    phrases=("just the number", "just the answer", "only the number", "only the answer", "just want the number",
+             "just need the number", "just tell me the number", "just give me the number",
+             "solo quiero el resultado", "solo el resultado", "dime solo el resultado", "tik atsakymą",
+             "pasakyk tik atsakymą", "final answer", "numeric answer", "exact value", "round to",
+             "rounded to", "to two decimal places", "decimal places"),
+    cjk=("直接告诉我答案", "只要答案", "保留两位小数", "答案是多少"),
 )
-_MODERATE_CJK = (
-    r"三角形", r"面积", r"周长", r"体积", r"半径", r"直径", r"圆", r"质数", r"素数", r"分数", r"百分之", r"百分比",
-    r"平均", r"比例", r"数列", r"几何", r"代数", r"函数f", r"余数", r"面積", r"넓이", r"평균",
-)
-
-_QUANTITY = (
-    r"how (?:many|much|long|far|fast|old|tall|heavy)|what (?:is|was|will be|are) the (?:total|sum|product|"
-    r"average|mean|probability|area|volume|speed|cost|price|value|ratio|remainder|perimeter|difference|"
-    r"distance|percentage|number)|(?:find|calculate|compute|determine|work out|figure out) (?:the|how|x|y|n)\b|"
-    r"what is \d|cu[aá]nt[oa]s?|cu[aá]l es (?:el|la) (?:valor|[aá]rea|probabilidad|suma|total)|kiek|koks yra|"
-    r"kokia yra|combien|wie (?:viele?|lange|weit)|сколько|quant[oa]s?|多少|几个|几只|几天|几岁|是几|何個|いくつ|"
-    r"몇|얼마"
-)
-_IMPERATIVE = (
-    words(r"solve", r"calculate", r"compute", r"evaluate", r"simplify", r"factor(?:i[sz]e)?", r"expand",
-          r"resuelve", r"resolver", r"calcula", r"calcular", r"calcule", r"simplifica", r"resolva", r"risolvi",
-          r"calcola", r"r[ée]sous", r"r[ée]soudre", r"calculez", r"berechne", r"löse", r"реши", r"решите",
-          r"вычисли", r"посчитай", r"найдите")
-    + "|" + stems(r"išspręsk", r"apskaičiuok", r"suskaičiuok", r"raskite", r"spręsk")
-    + "|" + anywhere(r"求解", r"解方程", r"计算", r"算一下", r"求出", r"求值", r"化简", r"計算", r"求め", r"계산", r"구하")
-)
+_TOPIC = Lexicon(words=("math", "maths", "mathematics", "matemáticas", "matemática", "matematika", "matematikos",
+                        "математика", "математику", "mathe", "mathématiques"), cjk=("数学",))
+_UNITS = frozenset((
+    "km", "kg", "cm", "mm", "m", "g", "mg", "ml", "l", "mph", "kmh", "hours", "hour", "hrs", "minutes", "minute",
+    "mins", "seconds", "second", "meters", "metres", "meter", "metre", "miles", "mile", "liters", "litres",
+    "liter", "litre", "dollars", "dollar", "euros", "euro", "eur", "usd", "yuan", "feet", "ft", "inches", "inch",
+    "pounds", "lbs", "lb", "degrees", "kilometers", "kilometres", "grams", "kilograms", "ounces", "oz", "gallons",
+    "valandas", "valandų", "minutes", "metrų", "kilometrų", "eurų", "litrų", "horas", "minutos", "metros",
+    "kilómetros", "litros", "pesos", "days", "weeks", "months", "years", "workers", "people", "apples",
+    "percent", "cents", "km/h", "m/s", "°c", "°f", "kw", "kwh", "w", "v", "mb", "gb", "tb",
+))
+_NUMBER_WORDS = frozenset(("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                           "twelve", "twenty", "hundred", "thousand", "dozen", "twice", "half", "du", "dvi",
+                           "trys", "keturi", "penki", "dos", "tres", "cuatro", "cinco", "diez"))
 
 RULES_PROSE = (
     rule("latex", TASK, 2.5,
          r"\\(?:frac|d?int|sum|sqrt|lim|prod|partial|infty|alpha|beta|theta|pi|cdot|times|leq|geq|neq|binom|"
-         r"mathbb|mathrm|log|ln|sin|cos|tan|left|right|over)\b|\$[^$\n]{1,80}[\^_=\\][^$\n]{0,80}\$|\\\(|\\\[",
-         cased=True),
-    rule("equation", TASK, 2.0,
-         r"\d\s*[a-z]\b[^=\n]{0,40}=|(?<![\w])[a-z]\s*(?:\^|\*\*)\s*\d|(?<![\w])[a-z][²³]|"
-         r"(?<![\w])[a-z]\s*[+\-]\s*\d+\s*=\s*-?\d|=\s*-?\d+\s*[a-z](?![\w])|\b[fgh]\s*\(\s*[a-z]\s*\)\s*="
-         r"|(?<![\w])y\s*=\s*-?\d*\.?\d*\s*x|[∫∑√∞≤≥≠π∂]|\blog_?\d|\bsin\s*\(|\bcos\s*\("),
-    rule("arithmetic", TASK, 1.2, r"\d\s*[+*×÷^]\s*\(?-?\d|\d\s+[-/]\s+\(?\d|\d\s*=\s*\?|\d\s*\*\*\s*\d"),
-    rule("imperative(solve)", TASK, 1.2, _IMPERATIVE),
-    rule("term({})", TASK, 1.5, words(*_STRONG) + "|" + stems(*_STRONG_STEMS) + "|" + anywhere(*_STRONG_CJK),
-         max_hits=2, vocab=_STRONG + _STRONG_STEMS + _STRONG_CJK),
-    rule("term({})", TASK, 0.7,
-         words(*_MODERATE) + "|" + stems(*_MODERATE_STEMS) + "|" + anywhere(*_MODERATE_CJK),
-         max_hits=3, vocab=_MODERATE + _MODERATE_STEMS + _MODERATE_CJK),
-    rule("numbers+units", TASK, 0.6,
-         r"\d(?:[.,]\d+)?\s*(?:%|km/h|mph|m/s|km|kg|cm|mm|m²|m2|ml|hours?|hrs?|minutes?|mins?|seconds?|meters?|"
-         r"metres?|miles?|liters?|litres?|dollars?|euros?|€|yuan|元|feet|ft|inches?|pounds?|lbs?|°|degrees?|"
-         r"valand\w*|minu\w*|metr\w*|kilometr\w*|eur\w*|litr\w*|horas?|minutos?|metros?|kil[oó]metros?|"
-         r"公里|小时|分钟|米|千克|个|只|天)(?![\w])|\$\s?\d"),
-    rule("topic(math)", TASK, 0.3, words(r"maths?", r"mathematics", r"matem[aá]ticas?", r"matematika",
-                                         r"matematikos", r"математик\w*") + "|" + anywhere(r"数学")),
+         r"mathbb|mathrm|log|ln|sin|cos|tan|left|right|over)\b|\$[^$\n'\x22\[\]{};]{1,80}[\^_\\][^$\n'\x22\[\];]{0,80}"
+         r"\$|\\\(|\\\[", cased=True),
 )
-
-_QUANTITY_RE = re.compile(_QUANTITY)
-_NUMBER_RE = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?(?![\w])|[一二三四五六七八九十百千万两]+(?:个|只|元|天|岁|人|本|次)")
+# One small regex per construct, each starting with a literal or a character set, so the regex engine can
+# skip ahead quickly (a single alternation of branches would be tried at every position).
+_EQUATION_RES = tuple(re.compile(p) for p in (
+    r"\d[abcnxyz]\s?[-+=*/^)<>²³]", r"[\^*]\*?\s?\d", r"[²³∫∑√∞≤≥≠π∂]", r"[fgh]\s?\([a-z]\)\s?=",
+    r"[xyzn]\s?[-+]\s?\d+\s?=", r"y\s?=\s?-?[\d.]*\s?x\b", r"log_?\d", r"(?:sin|cos|tan|sqrt|ln)\s?\(",
+    r"equals\s+-?\d", r"=\s?-?\d+\s?[xyz]\b", r"\)\s?(?:[²³]|\^\s?\d)"))
+_EQUATION_GATES = ("=", "^", "**", "²", "³", "∫", "∑", "√", "∞", "≤", "≥", "≠", "π", "∂", "log", "sin(", "cos(",
+                   "tan(", "sqrt(", "ln(")
+_CJK_SOLVE_RE = re.compile(r"求\s*\d|求.{0,24}?(?:的和|的值|的积|面积|概率|最小值|最大值|第\s?\d+\s?项|通项|多少)")
+_ARITH_RE = re.compile(r"\d\s?%\s?of\s\$?\d|what is -?\d|\d\s?/\s?\d+\s?\?|\d\s?[+*×÷^]\s?\(?-?\d|\d\s[-/]\s\(?\d|\d\s?=\s?\?|\d\s?\*\*\s?\d")
+_UNIT_NUM_RE = re.compile(r"\d\s?(?:%|°|km/h|m/s|\$|€)|[$€£¥]\s?\d|\d\s?(?:公里|小时|分钟|米|千克|个|只|天|元|人)")
+_RATE_CUES = frozenset(("per", "each", "every", "rate", "percent", "total", "remaining", "left", "rounded",
+                        "chance", "odds", "probability", "average", "faster", "slower", "more", "less",
+                        "times", "cada", "por", "kiekvien", "per", "après", "after"))
 
 
 class MathSignals(TextFamily):
@@ -128,14 +154,67 @@ class MathSignals(TextFamily):
     name = TASK
     prose_rules = RULES_PROSE
 
+    def gate(self, label: str, text: str) -> bool:
+        """LaTeX needs a backslash or a dollar sign."""
+        return "\\" in text or "$" in text
+
     def extra(self, scope: Scope, factor: float, prefix: str) -> list[Signal]:
-        """Word problems: a quantity question plus at least two numbers in the prose."""
-        text = scope.prose_lowered
-        if not text or _QUANTITY_RE.search(text) is None:
-            return []
-        numbers = 0
-        for _ in _NUMBER_RE.finditer(text):
-            numbers += 1
-            if numbers >= 2:
-                return [Signal(self.name, TASK, round(1.5 * factor, 3), prefix + "word problem")]
-        return []
+        """Equations, arithmetic, vocabulary and word problems."""
+        found = _structural(scope.features.text) + _lexical(scope.features, scope.prose[:PROSE_CHARS])
+        return [Signal(self.name, TASK, round(w * factor, 3), prefix + label) for label, w in found]
+
+
+def _structural(prose: str) -> list[tuple[str, float]]:
+    """Equations and arithmetic in the focus text (already lower-cased; bounded to head + tail)."""
+    out: list[tuple[str, float]] = []
+    if not any(c in prose for c in "=^*+/×÷²³∫∑√∞≤≥≠π∂(-%?") or not re.search(r"\d|[∫∑√∞π∂]", prose):
+        return out
+    low = prose
+    if any(g in low for g in _EQUATION_GATES) and any(rx.search(low) for rx in _EQUATION_RES):
+        out.append(("equation", 2.0))
+    if _ARITH_RE.search(low):
+        out.append(("arithmetic", 1.2))
+    return out
+
+
+def _lexical(f: Features, prose: str) -> list[tuple[str, float]]:
+    out: list[tuple[str, float]] = []
+    if f.cjk and _CJK_SOLVE_RE.search(f.text):
+        out.append(("imperative(solve)", 1.2))
+    strong = _STRONG.find(f, 2)
+    if strong:
+        out.append(("term(" + ",".join(strong) + ")", 1.5 * len(strong)))
+    moderate = _MODERATE.find(f, 3)
+    if moderate:
+        out.append(("term(" + ",".join(moderate) + ")", round(0.5 * len(moderate), 3)))
+    if _IMPERATIVE.any(f) and out[:1] != [("imperative(solve)", 1.2)]:
+        out.append(("imperative(solve)", 1.2))
+    if _ANSWER.any(f):
+        out.append(("answer request", 2.0))
+    if _TOPIC.any(f):
+        out.append(("topic(math)", 0.3))
+    if not f.numbers:
+        return _cap(out)
+    numbers = f.numbers + len(_NUMBER_WORDS & f.words)
+    toks = f.tokens
+    units = any(t[0].isdigit() and i + 1 < len(toks) and toks[i + 1] in _UNITS for i, t in enumerate(toks)) \
+        or _UNIT_NUM_RE.search(f.text) is not None
+    if units:
+        out.append(("numbers+units", 0.6))
+    if len(prose) <= WORD_PROBLEM_CHARS:
+        quantity = _QUANTITY.any(f)
+        question = quantity or "?" in f.text or "？" in f.text
+        if (numbers >= 2 and question and (quantity or (units and not _RATE_CUES.isdisjoint(f.words)))) or (
+                numbers == 1 and units and quantity):
+            out.append(("word problem", 1.5))
+    return _cap(out)
+
+
+def _cap(found: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Vocabulary is topic, not intent: its total is capped at :data:`LEXICAL_CAP`."""
+    vocab = [(label, w) for label, w in found if label.startswith(("term", "imperative", "topic"))]
+    total = sum(w for _, w in vocab)
+    if total <= LEXICAL_CAP:
+        return found
+    scale = LEXICAL_CAP / total
+    return [(label, round(w * scale, 3)) if (label, w) in vocab else (label, w) for label, w in found]

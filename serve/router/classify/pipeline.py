@@ -6,7 +6,8 @@ Decision rules, in order:
 2. **Modality.** Image or video parts anywhere in the conversation mean ``vision`` (when ``vision`` is a task):
    the request must reach a model that can see them. Audio parts mean ``audio`` when that task exists.
 3. **Scores.** Every other signal adds its weight to its task's score. Evidence in the last user turn counts
-   fully, in earlier turns x0.35, in the system prompt x0.2 (``context_weight``/``system_weight`` options).
+   fully, in earlier turns x0.35, in the system prompt x0.2 (``context_weight``/``system_weight`` options);
+   context adds at most ``context_cap`` (0.9) per task, so it tips weak evidence but never decides alone.
    The highest-scoring task wins if its score reaches ``threshold`` (default 1.0); otherwise the default task.
 4. **Ties** (scores within 1e-6) are broken by ``tie_order`` (default code > math > reasoning > general):
    the more specialised deployment handles the overlap better (a coder model does maths in code; the math model
@@ -54,8 +55,12 @@ DEFAULT_TIE_ORDER = ("code", "math", "reasoning", "general")
 DEFAULT_THRESHOLD = 1.0
 THINKING_WEIGHT = 0.8
 REASON_SIGNALS = 4
+# Earlier turns and the system prompt together add at most this much to a task: context can tip a weak signal in
+# the last turn over the threshold, but never routes a request on its own.
+DEFAULT_CONTEXT_CAP = 0.9
+_CONTEXT_PREFIXES = ("ctx:", "sys:")
 
-_OPTION_KEYS = frozenset({"threshold", "context_weight", "system_weight", "tie_order", "header_name",
+_OPTION_KEYS = frozenset({"threshold", "context_cap", "context_weight", "system_weight", "tie_order", "header_name",
                           "head_chars", "tail_chars", "context_chars", "system_chars"})
 
 
@@ -63,8 +68,9 @@ class Classifier:
     """Classifies chat-completions / completions requests into tasks, without calling a model.
 
     Options (all optional): ``threshold`` (float, 1.0), ``context_weight`` (0.35), ``system_weight`` (0.2),
-    ``tie_order`` (sequence of task names), ``header_name`` (``x-qwen-task``), ``head_chars`` (2048),
-    ``tail_chars`` (6144), ``context_chars`` (2048), ``system_chars`` (1024).
+    ``context_cap`` (0.9, most that context can add to one task),
+    ``tie_order`` (sequence of task names), ``header_name`` (``x-qwen-task``), ``head_chars`` (1024),
+    ``tail_chars`` (3072), ``context_chars`` (2048), ``system_chars`` (1024).
     """
 
     def __init__(self, tasks: Sequence[str] = DEFAULT_TASKS, default_task: str = "general",
@@ -88,6 +94,7 @@ class Classifier:
         self.tasks = tuple(dict.fromkeys(tasks))
         self.default_task = default_task
         self.threshold = float(opts.get("threshold", DEFAULT_THRESHOLD))
+        self.context_cap = float(opts.get("context_cap", DEFAULT_CONTEXT_CAP))
         order = tuple(opts.get("tie_order", DEFAULT_TIE_ORDER))
         self.tie_order = tuple(t for t in order if t in self.tasks) + tuple(
             t for t in self.tasks if t not in order)
@@ -144,9 +151,14 @@ class Classifier:
 
     def _scores(self, signals: Sequence[Signal]) -> dict[str, float]:
         scores: dict[str, float] = {}
+        context: dict[str, float] = {}
         for s in signals:
-            if s.task in self.tasks and s.name != "modality":
-                scores[s.task] = scores.get(s.task, 0.0) + s.weight
+            if s.task not in self.tasks or s.name == "modality":
+                continue
+            target = context if s.detail.startswith(_CONTEXT_PREFIXES) else scores
+            target[s.task] = target.get(s.task, 0.0) + s.weight
+        for task, value in context.items():
+            scores[task] = scores.get(task, 0.0) + min(value, self.context_cap)
         return {t: round(v, 3) for t, v in scores.items()}
 
     def _decide(self, scores: Mapping[str, float]) -> str:

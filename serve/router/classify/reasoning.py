@@ -1,80 +1,117 @@
 """Reasoning signals: proofs, puzzles and riddles, multi-constraint problems, "think step by step" hints.
 
-Weights (per hit, last user turn; prose only):
+Weights (per hit, last user turn; prose only, from the shared token pass):
 
-================  =====  ===============================================================
-proof             2.5    prove / proof / show that / 证明 / demuestra / įrodyk ...
-puzzle            2.5    puzzle, riddle, knights and knaves, liar, 谜题, acertijo, galvosūkis ...
-constraints       2.0    >= 3 constraint clauses ("sits next to", "is older than", "exactly one")
-think hint        1.5    think carefully / explain your reasoning / 仔细想 / piensa bien / pagalvok
-/think            1.5    Qwen3's soft switch in the prompt
-logic             1.0    therefore, deduce, must be true, premises, fallacy ... (up to 2 distinct)
-step by step      1.0    step by step / 一步一步 / paso a paso / žingsnis po žingsnio ...
-dilemma           1.0    dilemma, trade-off analysis, game theory, optimal strategy
-================  =====  ===============================================================
+====================  =====  ===============================================================
+proof                 3.5    prove / proof / show that / 证明 / demuestra / įrodyk ...
+puzzle                2.5    puzzle, riddle, knights and knaves, liar, 谜题, acertijo, galvosūkis ...
+inference question    2.5    "does it follow", "can we conclude", "is this argument valid"
+think hint            2.5    think carefully / explain your reasoning / 仔细想 / piensa bien / pagalvok
+constraints           2.0    >= 3 constraint clauses ("sits next to", "is older than", "exactly one")
+puzzle framing        2.0    "only one weighing", "how can you tell", "what am I", "without looking"
+/think                1.5    Qwen3's soft switch in the prompt
+logic                 1.0    therefore, deduce, must be true, premises, fallacy ... (up to 2 distinct)
+step by step          1.0    step by step / 一步一步 / paso a paso / žingsnis po žingsnio ...
+dilemma / planning    1.0    dilemma, game theory, optimal strategy, trade-offs under constraints
+====================  =====  ===============================================================
 
 Tie-breaking puts math before reasoning: "solve step by step: 2x + 3 = 7" is math (equation 2.0 +
-solve 1.2 beat step by step 1.0), while a proof scores 2.5 and usually wins over the maths vocabulary it
-mentions (proofs are routed to the thinking model).
+solve 1.2 beat step by step 1.0), while a proof scores 3.5 and wins over the equation it contains (proofs are
+routed to the thinking model) unless the maths evidence is larger (a LaTeX-heavy exercise).
 """
 
 from __future__ import annotations
 
-import re
-
 from .base import TextFamily
 from .extract import Scope
-from .types import Signal, anywhere, rule, stems, words
+from .features import Lexicon
+from .types import Signal, rule
 
 TASK = "reasoning"
 
-RULES_PROSE = (
-    rule("proof", TASK, 2.5,
-         words(r"prove", r"proof", r"disprove", r"show that", r"demonstrate that", r"demuestra", r"demostrar",
-               r"demuestre", r"prueba que", r"d[ée]montre[rz]?", r"prouve[rz]?", r"beweise", r"beweisen",
-               r"докажи", r"докажите", r"dimostra", r"dimostrare", r"prove que", r"demonstre")
-         + "|" + stems(r"įrodyk", r"įrodym", r"įrodyti") + "|" + anywhere(r"证明", r"証明", r"증명")),
-    rule("puzzle", TASK, 2.5,
-         words(r"puzzles?", r"riddles?", r"brain ?teasers?", r"logic (?:puzzle|problem|question|grid)s?",
-               r"knights? and knaves", r"truth-?tellers?", r"liars?", r"who (?:is|was) lying", r"always lies",
-               r"always tells the truth", r"zebra puzzle", r"paradox", r"syllogisms?", r"acertijos?",
-               r"adivinanzas?", r"rompecabezas", r"paradoja", r"mienten?", r"[ée]nigme", r"devinette",
-               r"rätsel", r"indovinello", r"enigma", r"charada", r"загадк\w*", r"головоломк\w*", r"парадокс")
-         + "|" + stems(r"galvosūk", r"mįsl", r"meluoj", r"melagi", r"paradoks", r"sąmojing")
-         + "|" + anywhere(r"谜题", r"谜语", r"脑筋急转弯", r"逻辑题", r"说谎", r"说真话", r"悖论", r"なぞなぞ", r"パズル",
-                          r"수수께끼", r"퍼즐")),
-    rule("think hint", TASK, 1.5,
-         r"think (?:carefully|hard|deeply|it through|before (?:you )?answer)|reason (?:carefully|through it)|"
-         r"explain your reasoning|show your reasoning|justify your answer|chain of thought|let'?s think|"
-         r"piensa (?:con cuidado|bien|detenidamente)|razona (?:tu|la) respuesta|razonamiento|"
-         r"gerai pagalvok|pagalvok|apgalvok|samprotauk|pagrįsk|réfléchis|denk (?:sorgfältig|gut) nach|"
-         r"подумай|рассужда|よく考え|잘 생각|" + anywhere(r"仔细想", r"认真思考", r"请推理", r"推理一下", r"深入思考")),
-    rule("step by step", TASK, 1.0,
-         r"step[- ]by[- ]step|paso a paso|žingsnis po žingsnio|žingsniais|étape par étape|schritt für schritt|"
-         r"шаг за шагом|passo a passo|passo dopo passo|"
-         + anywhere(r"一步一步", r"逐步", r"分步", r"一步步", r"ステップバイステップ", r"段階的", r"단계별")),
-    rule("logic({})", TASK, 1.0,
-         words(r"therefore", r"deduce", r"infer", r"implies", r"must be true", r"cannot both", r"exactly one of",
-               r"at least one of", r"contradiction", r"consistent with", r"valid argument", r"fallacy",
-               r"premises?", r"which of the following", r"necessarily", r"logically", r"if and only if",
-               r"deducir", r"premisas?", r"contradicci[oó]n", r"l[oó]gica", r"falacia", r"logika")
-         + "|" + stems(r"išvad", r"prielaid", r"prieštar", r"logišk")
-         + "|" + anywhere(r"推断", r"推出", r"必然", r"矛盾", r"前提", r"结论", r"逻辑"),
-         max_hits=2, vocab=(r"therefore", r"deduce", r"infer", r"implies", r"fallacy", r"premises?",
-                            r"logically", r"contradiction")),
-    rule("dilemma", TASK, 1.0,
-         words(r"dilemmas?", r"game theory", r"optimal strategy", r"prisoner'?s dilemma", r"counterfactual",
-               r"trolley problem", r"dilema", r"dilema del prisionero", r"teoría de juegos")
-         + "|" + stems(r"dilem") + "|" + anywhere(r"困境", r"博弈")),
+_LEXICONS: tuple[tuple[str, float, Lexicon], ...] = (
+    ("proof", 3.5, Lexicon(
+        words=("prove", "proof", "disprove", "demuestra", "demostrar", "demuestre", "démontrer", "démontrez", "démontre", "montre",
+               "montrer", "prouver", "beweise", "beweisen", "докажи", "докажите", "доказать", "dimostra",
+               "dimostrare", "demonstre", "induction", "inducción"),
+        stems=("įrodyk", "įrodym", "įrodyt", "indukcij"),
+        phrases=("show that", "demonstrate that", "prueba que", "pruebe que", "prove que", "montrer que",
+                 "zeigen sie", "zeige dass"),
+        cjk=("证明", "証明", "증명"))),
+    ("puzzle", 2.5, Lexicon(
+        words=("puzzle", "puzzles", "riddle", "riddles", "brainteaser", "knights", "knaves", "knave",
+               "truthteller", "liar", "liars", "paradox", "syllogism", "acertijo", "acertijos", "adivinanza",
+               "adivinanzas", "rompecabezas", "paradoja", "mienten", "miente", "énigme", "devinette", "rätsel",
+               "indovinello", "enigma", "charada", "загадка", "загадку", "головоломка", "головоломку",
+               "парадокс", "lateral", "sudoku", "nonogram", "kakuro"),
+        stems=("galvosū", "mįsl", "meluoj", "melagi", "paradoks", "sąmojing"),
+        phrases=("brain teaser", "logic puzzle", "logic problem", "logic question", "logic grid", "who is lying",
+                 "who was lying", "always lies", "always tells the truth", "tells the truth", "zebra puzzle",
+                 "monty hall", "river crossing", "trick question", "thinking outside the box"),
+        cjk=("谜题", "谜语", "脑筋急转弯", "逻辑题", "说谎", "说真话", "悖论", "なぞなぞ", "パズル", "수수께끼", "퍼즐",
+             "推理题", "智力题"))),
+    ("inference question", 2.5, Lexicon(
+        phrases=("does it follow", "does this follow", "does that follow", "does it mean that", "can we conclude",
+                 "can you conclude", "can one conclude", "can we infer", "can we deduce", "is this argument valid",
+                 "is the argument valid", "is this reasoning valid", "is this reasoning correct",
+                 "is this argument sound", "logically valid", "es válido este razonamiento", "se puede concluir",
+                 "ar šis samprotavimas", "ar galima daryti išvadą", "valid or invalid", "necessarily true",
+                 "must be true", "must be false", "which conclusion"),
+        cjk=("能否推出", "能不能推出", "是否成立", "逻辑漏洞", "一定成立", "必然成立"))),
+    ("think hint", 2.5, Lexicon(
+        phrases=("think carefully", "think hard", "think deeply", "think it through", "think before you answer",
+                 "reason carefully", "reason through", "reason it through", "explain your reasoning",
+                 "show your reasoning", "justify your answer", "chain of thought", "let's think",
+                 "lets think", "think this through", "walk me through your reasoning", "piensa con cuidado",
+                 "piensa bien", "piensa detenidamente", "razona tu respuesta", "razona la respuesta",
+                 "razonamiento", "samprotavimą", "samprotavimas", "gerai pagalvok", "pagalvok", "apgalvok", "samprotauk", "pagrįsk",
+                 "réfléchis bien", "denk sorgfältig nach", "denk gut nach", "подумай", "рассуди"),
+        cjk=("仔细想", "认真思考", "请推理", "推理一下", "深入思考", "推理过程", "说明理由", "说明推理", "よく考え",
+             "잘 생각"))),
+    ("step by step", 1.0, Lexicon(
+        phrases=("step by step", "paso a paso", "žingsnis po žingsnio", "žingsniais", "étape par étape",
+                 "schritt für schritt", "шаг за шагом", "passo a passo", "passo dopo passo"),
+        cjk=("一步一步", "逐步", "分步", "一步步", "ステップバイステップ", "段階的", "단계별"))),
+    ("dilemma", 1.0, Lexicon(
+        words=("dilemma", "dilemmas", "counterfactual", "dilema", "tradeoffs"),
+        stems=("dilem",),
+        phrases=("game theory", "optimal strategy", "best strategy", "winning strategy", "prisoner's dilemma",
+                 "trolley problem", "teoría de juegos", "under these constraints", "given these constraints",
+                 "with these constraints", "minimum number of", "maximum number of", "in what order",
+                 "what order should", "is it possible to", "is it always", "guarantee"),
+        cjk=("困境", "博弈", "最优策略", "怎样安排", "如何安排"))),
+    ("puzzle framing", 2.0, Lexicon(
+        phrases=("you may only", "you can only", "only one weighing", "only two weighings", "only three weighings",
+                 "only one question", "only once", "without looking", "how can you tell", "how can you determine",
+                 "how do you determine", "how would you determine", "how can you find out", "how can you guarantee",
+                 "how can you measure", "how would you measure", "every label is wrong", "all labels are wrong",
+                 "atmatuoti", "who drank what", "who owns what", "who did what", "who is who",
+                 "who is telling the truth", "never lies", "which box", "which door", "which switch",
+                 "who owns", "who sits", "cómo mides", "cómo puedes medir",
+                 "cómo sabes", "cómo determinas", "kaip atmatuoti", "kaip nustatyti", "kaip sužinoti"),
+        cjk=("怎样判断", "如何判断", "怎么判断", "只能称一次", "只能问一个"))),
+    ("logic", 1.0, Lexicon(
+        words=("therefore", "deduce", "infer", "implies", "contradiction", "fallacy", "premise", "premises",
+               "necessarily", "logically", "deducir", "premisas", "contradicción", "lógica", "falacia", "logika",
+               "syllogisme"),
+        stems=("išvad", "prielaid", "prieštar", "logišk"),
+        phrases=("cannot both", "exactly one of", "at least one of", "consistent with", "valid argument",
+                 "which of the following", "if and only if"),
+        cjk=("推断", "推出", "必然", "矛盾", "前提", "结论", "逻辑"))),
 )
 RULES = (rule("/think", TASK, 1.5, r"(?:^|\s)/think\b"),)
 
-_CONSTRAINT_RE = re.compile(
-    r"next to|left of|right of|sits? (?:between|beside|opposite)|lives? (?:in|on|next)|owns? the|"
-    r"(?:taller|shorter|older|younger|heavier|faster) than|immediately (?:before|after)|not (?:the|adjacent)|"
-    r"either \w+ or|neither|exactly (?:one|two)|only one|each (?:person|of)|no two|different (?:color|colour)|"
-    r"al lado de|a la izquierda|a la derecha|mayor que|menor que|šalia|kairėje|dešinėje|vyresnis už|"
-    r"坐在|左边|右边|旁边|住在|比\w{0,4}高|只有一个|恰好")
+_CONSTRAINTS = Lexicon(
+    phrases=("next to", "left of", "right of", "sits between", "sits beside", "sits opposite", "sit between",
+             "lives in", "lives on", "lives next", "owns the", "taller than", "shorter than", "older than",
+             "younger than", "heavier than", "faster than", "immediately before", "immediately after",
+             "not adjacent", "neither", "exactly one", "exactly two", "only one", "no two", "different color",
+             "different colour", "didn't", "did not", "a different", "cannot be", "can't be", "must be",
+             "is not", "before", "after", "al lado de", "a la izquierda", "a la derecha", "mayor que", "menor que",
+             "šalia", "kairėje", "dešinėje", "vyresnis už", "each person", "each of", "each ordered",
+             "each has", "each owns", "each chose", "each picked", "each likes", "each drinks", "each wears"),
+    cjk=("坐在", "左边", "右边", "旁边", "住在", "只有一个", "恰好", "不在", "不是")
+)
 
 
 class ReasoningSignals(TextFamily):
@@ -82,16 +119,26 @@ class ReasoningSignals(TextFamily):
 
     name = TASK
     rules = RULES
-    prose_rules = RULES_PROSE
+
+    def gate(self, label: str, text: str) -> bool:
+        """``/think`` needs the literal."""
+        return "/think" in text
 
     def extra(self, scope: Scope, factor: float, prefix: str) -> list[Signal]:
-        """Multi-constraint puzzles: at least three distinct constraint clauses."""
-        text = scope.prose_lowered
-        if len(text) < 80:
-            return []
-        seen: set[str] = set()
-        for m in _CONSTRAINT_RE.finditer(text):
-            seen.add(m.group(0))
-            if len(seen) >= 3:
-                return [Signal(self.name, TASK, round(2.0 * factor, 3), prefix + "constraints(3+)")]
-        return []
+        """Lexicon hits and multi-constraint puzzles (at least three distinct constraint clauses)."""
+        f = scope.features
+        out: list[Signal] = []
+        for label, weight, lex in _LEXICONS:
+            if label == "logic":
+                hits = lex.find(f, 2)
+                if hits:
+                    out.append(Signal(self.name, TASK, round(weight * len(hits) * factor, 3),
+                                      prefix + "logic(" + ",".join(hits) + ")"))
+            elif lex.any(f):
+                out.append(Signal(self.name, TASK, round(weight * factor, 3), prefix + label))
+        if f.norm.endswith(" what am i ") or (f.tokens[:2] in (["what", "has"], ["what", "goes"], ["what", "can"])
+                                              and "but" in f.words):
+            out.append(Signal(self.name, TASK, round(2.0 * factor, 3), prefix + "riddle framing"))
+        if len(f.text) >= 80 and len(_CONSTRAINTS.find(f, 3)) >= 3:
+            out.append(Signal(self.name, TASK, round(2.0 * factor, 3), prefix + "constraints(3+)"))
+        return out

@@ -102,12 +102,12 @@ def rule(label: str, task: str, weight: float, regex: str, *, cased: bool = Fals
 
 def words(*items: str) -> str:
     """Join literal words/phrases (regex fragments allowed) into a word-bounded alternation."""
-    return r"(?<![\w])(?:" + "|".join(items) + r")(?![\w])"
+    return r"\b(?:" + "|".join(items) + r")(?!\w)"
 
 
 def stems(*items: str) -> str:
     """Like :func:`words` but only the start is bounded, so inflected endings match (``lygt`` -> ``lygtis``)."""
-    return r"(?<![\w])(?:" + "|".join(items) + r")"
+    return r"\b(?:" + "|".join(items) + r")"
 
 
 def anywhere(*items: str) -> str:

@@ -1,0 +1,162 @@
+"""One tokenising pass per text scope, shared by every signal family, and set-based keyword lexicons.
+
+:class:`Features` is computed once per :class:`~.extract.Scope` (lazily, on first use) from the scope's
+*focus* text (start and end of the prose): the lower-cased tokens, their set (plus naive singulars), the set
+of their 4-8 character prefixes (for inflected languages: Lithuanian, Spanish, Russian ...), a normalised
+``" tok tok "`` string for phrase look-ups, and the number of numeric tokens. A :class:`Lexicon` then finds
+its words by set intersection (C speed), its stems by intersecting with the prefix set, its phrases by
+substring search in the normalised string and its CJK keywords by substring search (only when the text has
+CJK characters). No family re-scans the text with long keyword regexes.
+
+Everything a lexicon returns comes from its own vocabulary, so it is safe to put in a signal's detail.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+# c++ / c# / f# / .net first, then letter runs (apostrophes split: python'e -> python e), then numbers.
+TOKEN_RE = re.compile(r"c\+\+|[cf]#|\.net\b|[^\W\d_]+|\d+(?:[.,]\d+)*")
+CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+STEM_LENGTHS = (4, 5, 6, 7, 8)
+MAX_TOKENS = 400
+
+
+@dataclass
+class Features:
+    """Token-level view of one scope's focus text.
+
+    Attributes:
+        text: The focus text (lower-cased prose: head and tail).
+        tokens: Tokens in order (at most :data:`MAX_TOKENS`).
+        words: Set of the tokens plus the singular of tokens ending in ``s``.
+        norm: ``" " + " ".join(tokens) + " "``, for word-bounded phrase look-ups.
+        numbers: Count of numeric tokens.
+        cjk: Whether the text contains Chinese, Japanese or Korean characters.
+    """
+
+    text: str
+    tokens: list[str]
+    words: frozenset[str]
+    norm: str
+    numbers: int
+    cjk: bool
+    _prefixes: frozenset[str] | None = field(default=None, repr=False)
+    _grams: frozenset[str] | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, focus_lowered: str) -> Features:
+        """Tokenise ``focus_lowered`` once."""
+        tokens = TOKEN_RE.findall(focus_lowered)[:MAX_TOKENS]
+        uniq = set(tokens)
+        words = uniq | {t[:-1] for t in uniq if len(t) > 3 and t[-1] == "s"}
+        numbers = sum(1 for t in tokens if t[0].isdigit())
+        cjk = not focus_lowered.isascii() and CJK_RE.search(focus_lowered) is not None
+        return cls(focus_lowered, tokens, frozenset(words), " " + " ".join(tokens) + " ", numbers, cjk)
+
+    @property
+    def grams(self) -> frozenset[str]:
+        """Every token and every pair of adjacent tokens (computed on first use)."""
+        if self._grams is None:
+            t = self.tokens
+            self._grams = frozenset(t).union([f"{a} {b}" for a, b in zip(t, t[1:], strict=False)])
+        return self._grams
+
+    @property
+    def prefixes(self) -> frozenset[str]:
+        """Prefixes of 4-8 characters of every token longer than 4 (computed on first use)."""
+        if self._prefixes is None:
+            self._prefixes = frozenset(t[:n] for t in set(self.tokens) if len(t) > 4 for n in STEM_LENGTHS
+                                       if n <= len(t))
+        return self._prefixes
+
+    def has_phrase(self, phrase: str) -> bool:
+        """Word-bounded phrase test (``phrase`` lower-case, words separated by single spaces)."""
+        return " " + " ".join(TOKEN_RE.findall(phrase)) + " " in self.norm
+
+
+class Lexicon:
+    """A keyword family: exact words, inflected stems, multi-word phrases and CJK keywords.
+
+    Args:
+        words: Single tokens (exact; a trailing ``s`` is also accepted).
+        stems: Token prefixes of at least 4 characters, cut to 8 (``lygt`` matches ``lygtis``, ``lygtį``).
+        phrases: Multi-word phrases (matched on token boundaries; punctuation ignored).
+        cjk: Keywords for scripts written without spaces (substring match).
+    """
+
+    def __init__(self, words: Iterable[str] = (), stems: Iterable[str] = (), phrases: Iterable[str] = (),
+                 cjk: Iterable[str] = ()) -> None:
+        """Build the lexicon (call at import time)."""
+        self.words = frozenset(w.lower() for w in words)
+        stems = tuple(s.lower()[:STEM_LENGTHS[-1]] for s in stems)
+        bad = [s for s in stems if len(s) < STEM_LENGTHS[0]]
+        if bad:
+            raise ValueError(f"stems must have at least {STEM_LENGTHS[0]} characters: {bad}")
+        self.stems = frozenset(stems)
+        index: dict[str, list[str]] = {}
+        for p in phrases:
+            toks = TOKEN_RE.findall(p.lower())
+            key = " ".join(toks[:2])
+            index.setdefault(key, []).append(" " + " ".join(toks) + " ")
+        # Phrases indexed by their first two tokens: only candidates whose opening bigram occurs are checked.
+        self.phrase_index = {k: tuple(v) for k, v in index.items()}
+        self.phrase_keys = frozenset(index)
+        self.phrases = tuple(p for v in index.values() for p in v)
+        self.cjk = tuple(cjk)
+
+    def find(self, f: Features, limit: int = 8) -> list[str]:
+        """Return the distinct vocabulary items of this lexicon present in ``f`` (at most ``limit``)."""
+        out = sorted(self.words & f.words)
+        if self.stems and len(out) < limit:
+            out += [s for s in sorted(self.stems & f.prefixes) if not any(w.startswith(s) for w in out)]
+        if len(out) < limit:
+            out += [p[1:-1] for k in sorted(self.phrase_keys & f.grams) for p in self.phrase_index[k]
+                    if p in f.norm]
+        if f.cjk and len(out) < limit:
+            out += [k for k in self.cjk if k in f.text]
+        return out[:limit]
+
+    def any(self, f: Features) -> bool:
+        """Whether anything of this lexicon is present in ``f``."""
+        if not self.words.isdisjoint(f.words):
+            return True
+        if self.stems and not self.stems.isdisjoint(f.prefixes):
+            return True
+        for k in self.phrase_keys & f.grams:
+            if any(p in f.norm for p in self.phrase_index[k]):
+                return True
+        return f.cjk and any(k in f.text for k in self.cjk)
+
+
+def near(f: Features, first: frozenset[str], second: frozenset[str], window: int = 8,
+         blockers: frozenset[str] = frozenset()) -> str | None:
+    """Find a token of ``first`` followed within ``window`` tokens by a token of ``second``.
+
+    Args:
+        f: Features to search.
+        first: Tokens that open the pattern (e.g. verbs: ``write``, ``implement``).
+        second: Tokens that close it (e.g. nouns: ``function``, ``script``); prefixes of 4-8 chars also match.
+        window: Tokens after the opener to look at.
+        blockers: Tokens that cancel a match when they sit right before the closer (``movie script``).
+
+    Returns:
+        The matched closer (from ``second``), or None.
+    """
+    if first.isdisjoint(f.words):
+        return None
+    toks = f.tokens
+    for i, tok in enumerate(toks):
+        if tok not in first:
+            continue
+        for j in range(i + 1, min(len(toks), i + 1 + window)):
+            t = toks[j]
+            hit = t if t in second else (t[:-1] if t[-1:] == "s" and t[:-1] in second else None)
+            if hit is None:
+                continue
+            if toks[j - 1] in blockers:
+                break
+            return hit
+    return None

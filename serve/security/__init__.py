@@ -1,0 +1,23 @@
+"""Security and resilience of the router: API keys, per-key rate limits, body size limit.
+
+:class:`Guard` is what the router calls (``serve.router.app._default_guard`` builds it from the fleet).
+"""
+
+from serve.security.body import BodyLimitMiddleware, BodyTooLargeError
+from serve.security.guard import Guard, estimate_tokens
+from serve.security.keys import KeyStore, KeyStoreError, bearer_token, parse_entries
+from serve.security.ratelimit import RateLimiter, Refusal, TokenBucket
+
+__all__ = [
+    "BodyLimitMiddleware",
+    "BodyTooLargeError",
+    "Guard",
+    "KeyStore",
+    "KeyStoreError",
+    "RateLimiter",
+    "Refusal",
+    "TokenBucket",
+    "bearer_token",
+    "estimate_tokens",
+    "parse_entries",
+]

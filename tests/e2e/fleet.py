@@ -1,0 +1,48 @@
+"""The e2e fleet: the demo profile plus what the e2e tests exercise (API keys, rate limits).
+
+``python -m tests.e2e.fleet OUT.yaml`` writes it (and ``OUT.keys``, the rate-limited test keys); the session
+fixture uses the same function.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+API_KEYS = ("e2e-key-1", "e2e-key-2")
+# Extra keys from a secret file, with tight per-key limits for the resilience tests: name -> secret.
+LIMITED_KEYS = {"e2e-rpm": "e2e-key-rpm", "e2e-tpm": "e2e-key-tpm"}
+RPM_LIMIT = 3
+TPM_LIMIT = 1000
+
+
+def e2e_fleet(keys_file: str | Path | None = None) -> dict[str, Any]:
+    """The demo profile with API keys required (keys from ``QWEN_SERVE_API_KEYS`` and ``keys_file``)."""
+    data = yaml.safe_load((ROOT / "deploy" / "profiles" / "demo.yaml").read_text())
+    data["name"] = "e2e"
+    security = {**data.get("security", {}), "require_api_key": True,
+                "api_keys_env": "QWEN_SERVE_API_KEYS", "metrics_public": True}
+    if keys_file is not None:
+        security["api_keys_file"] = str(keys_file)
+        security["rate_limit"] = {"per_key": {"e2e-rpm": {"requests_per_minute": RPM_LIMIT},
+                                              "e2e-tpm": {"tokens_per_minute": TPM_LIMIT}}}
+    data["security"] = security
+    return data
+
+
+def write(path: str | Path) -> Path:
+    """Write the e2e fleet YAML to ``path`` and its limited keys to ``path`` with suffix ``.keys``."""
+    p = Path(path)
+    keys = p.with_suffix(".keys")
+    keys.write_text("".join(f"{name}:{secret}\n" for name, secret in LIMITED_KEYS.items()))
+    keys.chmod(0o600)
+    p.write_text(yaml.safe_dump(e2e_fleet(keys.resolve()), sort_keys=False))
+    return p
+
+
+if __name__ == "__main__":
+    print(write(sys.argv[1] if len(sys.argv) > 1 else "/tmp/qwen-serve-e2e-fleet.yaml"))  # noqa: T201
