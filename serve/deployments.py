@@ -83,9 +83,13 @@ def build_llm_config(spec: DeploymentSpec, fleet: FleetConfig | None = None) -> 
     elif spec.accelerator.gpu_type:
         kwargs["accelerator_type"] = _ray_accelerator_type(spec.accelerator.gpu_type)
     if spec.lora is not None:
+        from serve.lora import lora_modules
+
         engine.setdefault("enable_lora", True)
         engine.setdefault("max_lora_rank", spec.lora.max_lora_rank)
         engine.setdefault("max_loras", spec.lora.max_loras)
+        # Static adapters, served as `<deployment>:<adapter>` by the replica's own vLLM app (serve/lora.py).
+        engine.setdefault("lora_modules", lora_modules(spec.name, spec.lora.adapters))
     if env:
         kwargs["runtime_env"] = {"env_vars": env}
     return LLMConfig(

@@ -85,11 +85,15 @@ class LoraSpec(StrictModel):
     """LoRA adapters served beside a base deployment.
 
     Attributes:
+        tiny: Build a tiny random adapter (rank 8) in each missing directory (demo/tests; the base
+            deployment must be ``tiny: qwen3`` or another tiny text model). Missing directories are then
+            not an error at validation time: ``qwen-serve up`` builds them first.
         adapters: Adapter name -> local directory (holding ``adapter_config.json``).
         max_loras: Adapters resident at once.
         max_lora_rank: Largest adapter rank accepted.
     """
 
+    tiny: bool = False  # declared before ``adapters``: its validator reads it
     adapters: dict[str, str] = Field(default_factory=dict)
     max_loras: int = Field(default=4, ge=1)
     max_lora_rank: int = Field(default=16, ge=1)
@@ -99,7 +103,7 @@ class LoraSpec(StrictModel):
     def _adapters(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         from serve.config.paths import expand_path
 
-        check_paths = bool((info.context or {}).get("check_paths", True))
+        check_paths = bool((info.context or {}).get("check_paths", True)) and not info.data.get("tiny")
         out: dict[str, str] = {}
         for name, path in value.items():
             if not _NAME_RE.match(name) or ":" in name:

@@ -86,14 +86,19 @@ class RoutingPolicy:
         self.tokens = tokens
         self.specs = {d.name: d for d in fleet.deployments}
         self.ratio = float(fleet.router.saturation.max_ongoing_ratio)
+        # Derived per-deployment facts, computed once (the config's properties recompute on every access).
+        self.caps = {d.name: d.capabilities for d in fleet.deployments}
+        self.ctx = {d.name: int(d.context_length) for d in fleet.deployments}
+        self.limits = {d.name: (int(d.effective_max_ongoing_requests), int(d.effective_max_queued_requests))
+                       for d in fleet.deployments}
 
     # --- capacity ---------------------------------------------------------------------------------
     def capacity(self, name: str) -> tuple[int, int]:
         """(soft, hard) in-flight limits of a deployment over its live endpoints."""
-        spec = self.specs[name]
+        max_ongoing, max_queued = self.limits[name]
         n = max(1, len(self.registry.load(name).healthy_endpoints))
-        ongoing = int(spec.effective_max_ongoing_requests) * n
-        hard = ongoing + int(spec.effective_max_queued_requests) * n
+        ongoing = max_ongoing * n
+        hard = ongoing + max_queued * n
         return max(1, int(ongoing * self.ratio)), hard
 
     def saturated(self, name: str) -> bool:
@@ -103,16 +108,14 @@ class RoutingPolicy:
     # --- capability -------------------------------------------------------------------------------
     def incapable(self, name: str, needs: Needs, body: Mapping[str, Any]) -> str | None:
         """Why deployment ``name`` cannot serve the request (a short closed-set reason), or None."""
-        spec = self.specs[name]
-        caps = spec.capabilities
+        caps = self.caps[name]
         if needs.vision and not caps.vision:
             return "no_vision"
         if needs.tools and not caps.tools:
             return "no_tools"
         if needs.thinking and not caps.thinking:
             return "no_thinking"
-        ctx = int(spec.context_length)
-        if not self.tokens.fits(body, ctx, needs.max_tokens):
+        if not self.tokens.fits(body, self.ctx[name], needs.max_tokens):
             return "context"
         return None
 

@@ -58,7 +58,7 @@ class RouterService:
         registry: Engine endpoints and load bookkeeping.
         metrics: The router's metrics.
         guard: Admission control (API keys, rate limits, input limits) with ``admit(request, raw)`` and
-            ``charge(key, tokens)``; None admits everything.
+            ``charge(key, body, request_id)``; None admits everything.
     """
 
     def __init__(self, fleet: Any, policy: RoutingPolicy, classifier: Any, registry: EndpointRegistry,
@@ -130,7 +130,7 @@ class RouterService:
                 applied = apply_task_defaults(body, self.fleet.router.tasks.get(decision.task), spec.capabilities)
             body["model"] = decision.model if decision.adapter is None else decision.adapter
             if self.guard is not None and key is not None:
-                self.guard.charge(key, body)
+                self.guard.charge(key, body, rid)
             h, n = prompt_fingerprint(body)
             logger.info("request_id=%s kind=%s task=%s model=%s prompt_hash=%s prompt_bytes=%d stream=%s "
                         "defaults=%s", rid, kind, task, model, h, n, bool(body.get("stream")), ",".join(applied))

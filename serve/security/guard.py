@@ -122,10 +122,10 @@ class Guard:
         if charge and self.limiter.enabled:
             refusal = self.limiter.take_request(key)
             if refusal is not None:
-                raise _rate_error(refusal, key)
+                raise _rate_error(refusal, key, rid=_rid(request))
         return key
 
-    def charge(self, key: str, body: Mapping[str, Any]) -> int:
+    def charge(self, key: str, body: Mapping[str, Any], request_id: str = "") -> int:
         """Charge the request's estimated tokens to ``key``.
 
         Returns:
@@ -139,12 +139,17 @@ class Guard:
         n = estimate_tokens(body, self.default_completion_tokens)
         refusal = self.limiter.take_tokens(key, n)
         if refusal is not None:
-            raise _rate_error(refusal, key, n)
+            raise _rate_error(refusal, key, n, rid=request_id)
         return n
 
 
-def _rate_error(refusal: Refusal, key: str, tokens: int | None = None) -> RateLimitError:
-    logger.info("rate limited key=%s limit=%s retry_after=%.1f", key, refusal.limit, refusal.retry_after)
+def _rid(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "") or "")
+
+
+def _rate_error(refusal: Refusal, key: str, tokens: int | None = None, rid: str = "") -> RateLimitError:
+    logger.info("request_id=%s rate limited key=%s limit=%s retry_after=%.1f", rid, key, refusal.limit,
+                refusal.retry_after)
     if math.isinf(refusal.retry_after):
         return RateLimitError(f"Request too large: about {tokens} tokens, more than this key's tokens per "
                               "minute. Lower max_tokens or the prompt.", code="tokens_exceed_limit")

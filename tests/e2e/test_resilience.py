@@ -121,9 +121,11 @@ def test_hostile_input_is_400_naming_the_parameter(http: httpx.Client, name: str
 
 def test_request_id_is_echoed_or_made(http: httpx.Client) -> None:
     r = http.post("/v1/chat/completions", json=chat(temperature=-1), headers={"x-request-id": "abc-123"})
-    assert r.headers["x-request-id"] == "abc-123"
-    a, b = (http.post("/v1/chat/completions", json=chat(temperature=-1)).headers["x-request-id"] for _ in "ab")
-    assert a and b and a != b
+    # under Ray Serve the id can appear twice (Serve echoes it too): every copy must be the same id
+    assert set(r.headers.get_list("x-request-id")) == {"abc-123"}
+    ids = [set(http.post("/v1/chat/completions", json=chat(temperature=-1)).headers.get_list("x-request-id"))
+           for _ in "ab"]
+    assert all(len(i) == 1 for i in ids) and ids[0] != ids[1]
 
 
 # --- deadlines and cancellation (engine-side aborts) -----------------------------------------------

@@ -275,7 +275,8 @@ async def test_logs_never_hold_prompt_text_or_keys(router: httpx.AsyncClient, ca
     await router.post("/v1/chat/completions", json=chat(secret_prompt, stream=True), headers=auth(BOB))
     await router.post("/v1/chat/completions", json=chat(secret_prompt, temperature=9), headers=auth(BOB))
     text = "\n".join(captured)
-    assert "prompt_hash=" in text and "request_id=" in text
+    assert "prompt_hash=" in text
+    assert captured and all("request_id=" in line for line in captured), captured
     for secret in (secret_prompt, ALICE, BOB, "sk-leaky-wrong-key"):
         assert secret not in text
 

@@ -12,6 +12,13 @@ Decision rules, in order:
 4. **Ties** (scores within 1e-6) are broken by ``tie_order`` (default code > math > reasoning > general):
    the more specialised deployment handles the overlap better (a coder model does maths in code; the math model
    shows its work step by step).
+5. **Confident rules decide; otherwise the linear model.** When the best rule score reaches ``confident``
+   (default 2.0) and leads the runner-up by ``margin`` (1.0), the rules' task stands. Otherwise the small
+   learned model (:mod:`.linear`: logistic regression over hashed character n-grams, words and the rule scores)
+   picks the task; a class that is not configured falls back to the default task.
+6. **Continuation.** A short last turn (at most ``follow_up_chars``) with no task evidence of its own ("now
+   make it faster", "and if it were 5?", "why?") inherits the task the earlier turns point to, unless the
+   linear model is sure (p >= 0.8) of another specialised task.
 
 Hard cases, decided on purpose:
 
@@ -42,6 +49,7 @@ from .extract import (
 from .general import GeneralSignals
 from .header import HEADER_NAME, HeaderSignal
 from .language import detect_language
+from .linear import LinearModel, dense_features, load_default, text_features
 from .maths import MathSignals
 from .modality import ModalitySignals
 from .reasoning import ReasoningSignals
@@ -59,9 +67,17 @@ REASON_SIGNALS = 4
 # the last turn over the threshold, but never routes a request on its own.
 DEFAULT_CONTEXT_CAP = 0.9
 _CONTEXT_PREFIXES = ("ctx:", "sys:")
+DEFAULT_CONFIDENT = 2.0
+DEFAULT_MARGIN = 1.0
+DEFAULT_FOLLOW_UP_CHARS = 160
+# A follow-up inherits the context's task when the earlier turns' (decayed) evidence reaches this.
+FOLLOW_UP_MIN = 0.35
+# The linear model overrides a continuation only when it is at least this sure of another specialised task.
+FOLLOW_UP_OVERRIDE_P = 0.8
 
 _OPTION_KEYS = frozenset({"threshold", "context_cap", "context_weight", "system_weight", "tie_order", "header_name",
-                          "head_chars", "tail_chars", "context_chars", "system_chars"})
+                          "head_chars", "tail_chars", "context_chars", "system_chars", "learned", "confident",
+                          "margin", "follow_up_chars"})
 
 
 class Classifier:
@@ -70,17 +86,20 @@ class Classifier:
     Options (all optional): ``threshold`` (float, 1.0), ``context_weight`` (0.35), ``system_weight`` (0.2),
     ``context_cap`` (0.9, most that context can add to one task),
     ``tie_order`` (sequence of task names), ``header_name`` (``x-qwen-task``), ``head_chars`` (1024),
-    ``tail_chars`` (3072), ``context_chars`` (2048), ``system_chars`` (1024).
+    ``tail_chars`` (3072), ``context_chars`` (2048), ``system_chars`` (1024), ``learned`` (True: use the
+    shipped linear model when the rules are not confident), ``confident`` (2.0) and ``margin`` (1.0): rule
+    confidence, ``follow_up_chars`` (160, 0 disables continuation).
     """
 
     def __init__(self, tasks: Sequence[str] = DEFAULT_TASKS, default_task: str = "general",
-                 options: Mapping[str, Any] | None = None) -> None:
+                 options: Mapping[str, Any] | None = None, linear: LinearModel | None = None) -> None:
         """Create a classifier.
 
         Args:
             tasks: The configured task names.
             default_task: Task chosen when no evidence reaches the threshold; must be in ``tasks``.
             options: Tuning knobs (see the class docstring); unknown keys raise ``ValueError``.
+            linear: Linear model to use instead of the shipped one (training and tests).
 
         Raises:
             ValueError: If ``default_task`` is not in ``tasks`` or an option is unknown.
@@ -103,6 +122,10 @@ class Classifier:
             ("context_chars", DEFAULT_CONTEXT_CHARS), ("system_chars", DEFAULT_SYSTEM_CHARS))}
         ctx = float(opts.get("context_weight", CONTEXT_WEIGHT))
         sys_w = float(opts.get("system_weight", SYSTEM_WEIGHT))
+        self.confident = float(opts.get("confident", DEFAULT_CONFIDENT))
+        self.margin = float(opts.get("margin", DEFAULT_MARGIN))
+        self.follow_up_chars = int(opts.get("follow_up_chars", DEFAULT_FOLLOW_UP_CHARS))
+        self.linear = linear if linear is not None else (load_default() if opts.get("learned", True) else None)
         self.header = HeaderSignal(str(opts.get("header_name", HEADER_NAME)))
         self.modality = ModalitySignals()
         self.tools = ToolSignals()
@@ -133,12 +156,58 @@ class Classifier:
             return self._result(media[0].task, [*signals, lang_signal], self._explain(media[0].task, media),
                                 language)
         scores = self._scores(signals)
+        task, reason, extra = self._decide_text(view, signals, scores)
+        return self._result(task, [*signals, *extra, lang_signal], reason, language, scores)
+
+    def linear_inputs(self, body: Mapping[str, Any]) -> tuple[Any, Any]:
+        """The linear model's inputs for ``body``: (hashed feature ids, dense features). Used by training."""
+        view = view_of(body, **self.bounds)
+        return text_features(view.last.focus_lowered), dense_features(view, self._collect(view))
+
+    def _decide_text(self, view: RequestView, signals: Sequence[Signal],
+                     scores: Mapping[str, float]) -> tuple[str, str, list[Signal]]:
+        """Rules when confident, else continuation / linear model; returns (task, reason, extra signals)."""
         task = self._decide(scores)
+        ranked = sorted(scores.values(), reverse=True) + [0.0, 0.0]
+        if ranked[0] >= self.confident and ranked[0] - ranked[1] >= self.margin:
+            return task, self._explain(task, signals), []
+        extra: list[Signal] = []
+        lr_task, lr_p = "", 0.0
+        if self.linear is not None:
+            probs = self.linear.probabilities(text_features(view.last.focus_lowered), dense_features(view, signals))
+            k = int(probs.argmax())
+            lr_task, lr_p = self.linear.classes[k], float(probs[k])
+            extra.append(Signal("linear", lr_task, round(lr_p, 3), f"linear(p={lr_p:.2f})"))
+        follow = self._follow_up(view, signals)
+        if follow is not None and not (lr_task not in ("", follow, self.default_task) and lr_p >= FOLLOW_UP_OVERRIDE_P):
+            extra.append(Signal("continuation", follow, 0.0, "continuation"))
+            return follow, f"{follow}: continuation of earlier turns", extra
+        if lr_task:
+            chosen = lr_task if lr_task in self.tasks else self.default_task
+            rules = self._explain(chosen, signals) if scores.get(chosen, 0.0) > 0 else ""
+            return chosen, f"{chosen}: linear(p={lr_p:.2f})" + (f"; rules {rules}" if rules else ""), extra
         if task == self.default_task and scores.get(task, 0.0) < self.threshold:
-            reason = f"{task}: no task signal above threshold"
-        else:
-            reason = self._explain(task, signals)
-        return self._result(task, [*signals, lang_signal], reason, language, scores)
+            return task, f"{task}: no task signal above threshold", extra
+        return task, self._explain(task, signals), extra
+
+    def _follow_up(self, view: RequestView, signals: Sequence[Signal]) -> str | None:
+        """The earlier turns' task when the last turn is a short follow-up without evidence of its own."""
+        if not view.context.text or len(view.last.prose.strip()) > self.follow_up_chars:
+            return None
+        last: dict[str, float] = {}
+        ctx: dict[str, float] = {}
+        for s in signals:
+            if s.task not in self.tasks or s.name in ("modality", "language") or s.detail.startswith("sys:"):
+                continue
+            target = ctx if s.detail.startswith("ctx:") else last
+            target[s.task] = target.get(s.task, 0.0) + s.weight
+        if any(v >= self.threshold for t, v in last.items() if t != self.default_task):
+            return None
+        best = max((t for t in self.tie_order if t != self.default_task), key=lambda t: ctx.get(t, 0.0),
+                   default=None)
+        if best is None or ctx.get(best, 0.0) < FOLLOW_UP_MIN + last.get(self.default_task, 0.0):
+            return None
+        return best
 
     def _collect(self, view: RequestView) -> list[Signal]:
         signals = self.modality.detect(view, self.tasks) + self.tools.detect(view)

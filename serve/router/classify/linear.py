@@ -1,0 +1,137 @@
+"""A small learned component: multinomial logistic regression over hashed text features and the rule scores.
+
+No model is called: inference is numpy only, a sparse dot product over at most a few thousand hashed features.
+
+Features (all computed on the last user turn's ``focus_lowered`` window, at most ~1.3k characters):
+
+* character n-grams, n = 2..4, after collapsing whitespace and mapping digits to ``0`` (works for any script,
+  CJK included), hashed into :data:`BUCKETS` buckets with a fixed 64-bit multiplicative hash (deterministic,
+  unlike Python's ``hash``);
+* word unigrams and bigrams of the first and last :data:`WORD_WINDOW` words (``zlib.crc32``, deterministic);
+* dense features from the rule families: each task's score in the last turn, in earlier turns and in the
+  system prompt (clipped and scaled to 0..1), plus a few shape features (fences, multi-turn, length).
+
+The sparse features are scaled by ``1/sqrt(count)`` (an approximate L2 norm). Weights ship as
+``linear_weights.npz`` next to this module (written by ``bench/route_eval/train.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .extract import RequestView
+from .types import Signal
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_PATH = Path(__file__).with_name("linear_weights.npz")
+BUCKETS_BITS = 17
+BUCKETS = 1 << BUCKETS_BITS
+NGRAM_MIN, NGRAM_MAX = 2, 4
+WORD_WINDOW = 48
+RULE_TASKS = ("code", "math", "reasoning", "general")
+SCORE_CLIP = 3.0
+_PRIME = np.uint64(1_000_003)
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+_SHIFT = np.uint64(64 - BUCKETS_BITS)
+_SALTS = {n: np.uint64((0xA24BAED4963EE407 * n) & 0xFFFFFFFFFFFFFFFF) for n in range(NGRAM_MIN, NGRAM_MAX + 1)}
+_DIGITS = str.maketrans("0123456789", "0000000000")
+_WORD_RE = re.compile(r"\w+")
+_CTX_PREFIXES = ("ctx:",)
+_SYS_PREFIXES = ("sys:",)
+DENSE_NAMES = tuple(f"{scope}:{t}" for scope in ("last", "ctx", "sys") for t in RULE_TASKS) + (
+    "fences", "multi_turn", "system_prompt", "short", "long", "bias")
+
+
+def text_features(text: str) -> np.ndarray:
+    """Hashed bucket ids of ``text``'s character n-grams and word uni/bigrams (with repeats).
+
+    Args:
+        text: Lower-cased text (the caller bounds its length).
+
+    Returns:
+        ``int64`` array of bucket ids in ``[0, BUCKETS)``; never empty.
+    """
+    norm = " " + " ".join(text.translate(_DIGITS).split()) + " "
+    codes = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    parts: list[np.ndarray] = []
+    h = codes
+    for n in range(2, NGRAM_MAX + 1):
+        if len(codes) < n:
+            break
+        h = h[:-1] * _PRIME + codes[n - 1:]
+        if n >= NGRAM_MIN:
+            parts.append(h ^ _SALTS[n])
+    words = _WORD_RE.findall(norm)
+    if len(words) > 2 * WORD_WINDOW:
+        words = words[:WORD_WINDOW] + words[-WORD_WINDOW:]
+    hashed = [zlib.crc32(w.encode()) for w in words]
+    hashed += [zlib.crc32(f"{a} {b}".encode()) ^ 0x5BD1E995 for a, b in zip(words, words[1:], strict=False)]
+    hashed.append(0x2545F491)  # constant token: keeps empty texts featurisable
+    parts.append(np.asarray(hashed, dtype=np.uint64) | np.uint64(1 << 40))
+    ids = (np.concatenate(parts) * _MIX) >> _SHIFT
+    return ids.astype(np.int64)
+
+
+def dense_features(view: RequestView, signals: Sequence[Signal]) -> np.ndarray:
+    """Rule scores per task and scope (clipped to 0..1) plus shape features, in :data:`DENSE_NAMES` order."""
+    scores = np.zeros((3, len(RULE_TASKS)), dtype=np.float32)
+    for s in signals:
+        if s.task not in RULE_TASKS or s.name in ("modality", "language"):
+            continue
+        scope = 1 if s.detail.startswith(_CTX_PREFIXES) else 2 if s.detail.startswith(_SYS_PREFIXES) else 0
+        scores[scope, RULE_TASKS.index(s.task)] += s.weight
+    np.clip(scores, 0.0, SCORE_CLIP, out=scores)
+    n = len(view.last.text)
+    shape = [float(bool(view.last.fences)), float(bool(view.context.text)), float(bool(view.system.text)),
+             float(n < 60), float(n > 600), 1.0]
+    return np.concatenate([scores.ravel() / SCORE_CLIP, np.asarray(shape, dtype=np.float32)])
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    """Trained weights: ``sparse`` [BUCKETS, K], ``dense`` [len(DENSE_NAMES), K], ``classes`` (task names)."""
+
+    sparse: np.ndarray
+    dense: np.ndarray
+    classes: tuple[str, ...]
+
+    @classmethod
+    def load(cls, path: Path = WEIGHTS_PATH) -> LinearModel:
+        """Load weights saved by :meth:`save` (rows stored sparsely, float16)."""
+        with np.load(path, allow_pickle=False) as z:
+            classes = tuple(str(c) for c in z["classes"])
+            if tuple(str(d) for d in z["dense_names"]) != DENSE_NAMES or int(z["buckets"]) != BUCKETS:
+                raise ValueError(f"{path}: weights do not match this feature layout; retrain")
+            sparse = np.zeros((BUCKETS, len(classes)), dtype=np.float32)
+            sparse[z["rows"]] = z["values"].astype(np.float32)
+            return cls(sparse, z["dense"].astype(np.float32), classes)
+
+    def save(self, path: Path = WEIGHTS_PATH) -> None:
+        """Save the non-zero sparse rows as float16 (small file), dense weights as float32."""
+        rows = np.flatnonzero(np.abs(self.sparse).max(axis=1) > 1e-4).astype(np.int32)
+        np.savez_compressed(path, rows=rows, values=self.sparse[rows].astype(np.float16),
+                            dense=self.dense.astype(np.float32), classes=np.asarray(self.classes),
+                            dense_names=np.asarray(DENSE_NAMES), buckets=np.int64(BUCKETS))
+
+    def probabilities(self, ids: np.ndarray, dense: np.ndarray) -> np.ndarray:
+        """Class probabilities (softmax) for one example, in :attr:`classes` order."""
+        z = self.sparse[ids].sum(axis=0) * np.float32(1.0 / np.sqrt(len(ids))) + dense @ self.dense
+        z = np.exp(z - z.max())
+        return z / z.sum()
+
+
+def load_default() -> LinearModel | None:
+    """The shipped model, or ``None`` (logged) when the weights file is missing or does not match."""
+    try:
+        return LinearModel.load()
+    except (OSError, ValueError, KeyError) as exc:
+        logger.warning("linear classifier weights not loaded (%s); rules only", exc)
+        return None
