@@ -259,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, ConfigError):
             print(f"config error: {exc}", file=sys.stderr)  # noqa: T201
             return 2
+        if isinstance(exc, RuntimeError):
+            print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+            return 1
         raise
 
 

@@ -131,6 +131,13 @@ def deploy(fleet: Any, out: TextIO) -> None:
     from serve.app import APP_NAME, build_application
 
     ray.init(address="auto", logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        running = APP_NAME in serve.status().applications
+    except Exception:  # noqa: BLE001 - Serve not started on this cluster yet
+        running = False
+    if running:
+        raise RuntimeError(f"a qwen-serve application already runs on this Ray cluster ({load_state().get('url')}); "
+                           "stop it with `qwen-serve down` first")
     serve.start(http_options={"host": fleet.host, "port": proxy_port(fleet)})
     app = build_application(fleet)
     serve._run(app, name=APP_NAME, route_prefix="/", _blocking=False)

@@ -63,7 +63,7 @@ COMPLETIONS = {"type": "object", "required": ["prompt"],
 BODIES = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/route": CHAT}
 
 
-def hand_cases() -> list[tuple[str, str, bytes, dict[str, str]]]:
+def hand_cases() -> list[tuple[str, str, bytes, dict[str, Any]]]:
     """The hand-written hostile list: ``(name, path, raw body, extra headers)``."""
     chat = "/v1/chat/completions"
 
@@ -73,7 +73,7 @@ def hand_cases() -> list[tuple[str, str, bytes, dict[str, str]]]:
     def msg(content: Any, **kw: Any) -> bytes:
         return j({"model": "auto", "messages": [{"role": "user", "content": content}], "max_tokens": 4, **kw})
 
-    cases: list[tuple[str, str, bytes, dict[str, str]]] = [
+    cases: list[tuple[str, str, bytes, dict[str, Any]]] = [
         ("empty_body", chat, b"", {}), ("not_json", chat, b"hello", {}), ("truncated", chat, b'{"messages": [', {}),
         ("json_array", chat, b"[1,2,3]", {}), ("json_null", chat, b"null", {}), ("json_string", chat, b'"x"', {}),
         ("invalid_utf8", chat, b'{"messages": [{"role": "user", "content": "\xff\xfe\xfd"}]}', {}),
@@ -145,7 +145,7 @@ def hand_cases() -> list[tuple[str, str, bytes, dict[str, str]]]:
         ("request_id_huge", chat, msg("x", temperature=-1), {"x-request-id": "r" * 10_000}),
         ("timeout_header_garbage", chat, msg("x"), {"x-request-timeout": "NaN"}),
         ("timeout_header_negative", chat, msg("x"), {"x-request-timeout": "-1"}),
-        ("task_header_unknown", chat, msg("x"), {"x-qwen-task": "\u202eevil"}),
+        ("task_header_unknown", chat, msg("x"), {"x-qwen-task": "\u202eevil".encode()}),
     ]
     for name, value in [("temperature", -1), ("temperature", "hot"), ("temperature", 1e308), ("top_p", 0),
                         ("top_p", 2), ("top_k", -7), ("top_k", 1.5), ("n", 0), ("n", 10**6), ("n", True),
@@ -199,6 +199,8 @@ def run_hand(client: httpx.Client, record: Callable[[str, int], None]) -> int:
         except httpx.HTTPError as exc:
             logger.info("case %s: transport error %s", name, type(exc).__name__)
             status = -2
+        except (UnicodeError, ValueError):
+            status = -3  # the client library refused to send it
         record(f"hand:{name}", status)
     return len(cases)
 

@@ -48,6 +48,11 @@ def stack_url(stack_env: dict[str, str]) -> Iterator[str]:
     if os.environ.get("QWEN_SERVE_E2E_URL"):
         yield os.environ["QWEN_SERVE_E2E_URL"].rstrip("/")
         return
+    from serve.stack import ray_running
+
+    if ray_running():
+        pytest.fail("a Ray cluster is already running here: stop it (`qwen-serve down`) or point the tests at its "
+                    "stack with QWEN_SERVE_E2E_URL")
     port = _free_port()
     t0 = time.monotonic()
     config = write(Path(stack_env["QWEN_SERVE_STATE_DIR"]) / "fleet.yaml")
