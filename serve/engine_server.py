@@ -17,7 +17,7 @@ from ray import serve
 from ray.experimental import internal_kv
 from ray.serve.llm import LLMServer
 
-from serve.deployments import KV_NAMESPACE, endpoint_key
+from serve.deployments import HEARTBEAT_S, KV_NAMESPACE, endpoint_key
 
 logger = logging.getLogger(__name__)
 
@@ -79,14 +79,32 @@ class QwenLLMServer(LLMServer):  # type: ignore[misc]
             "started": time.time(),
         }
         self._key = endpoint_key(self._deployment_name, replica_id)
-        internal_kv._internal_kv_put(self._key, json.dumps(record).encode(), namespace=KV_NAMESPACE)
+        self._record = record
+        self._publish()
+        self._heartbeat = asyncio.get_running_loop().create_task(self._heartbeat_loop())
         logger.info("engine %s replica %s serving on %s", self._deployment_name, replica_id, self._url)
+
+    def _publish(self) -> None:
+        self._record["heartbeat"] = time.time()
+        internal_kv._internal_kv_put(self._key, json.dumps(self._record).encode(), namespace=KV_NAMESPACE)
+
+    async def _heartbeat_loop(self) -> None:
+        """Refresh the endpoint record so the router can drop records of replicas that died without a goodbye."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self._publish)
+            except Exception:  # noqa: BLE001 - the GCS may be briefly unreachable; try again next beat
+                logger.warning("endpoint heartbeat failed for %s", self._deployment_name)
 
     async def endpoint(self) -> str:
         """Return this replica's private engine URL (for status and tests)."""
         return self._url
 
     async def __del__(self) -> None:
+        beat = getattr(self, "_heartbeat", None)
+        if beat is not None:
+            beat.cancel()
         if self._key is not None:
             try:
                 internal_kv._internal_kv_del(self._key, namespace=KV_NAMESPACE)

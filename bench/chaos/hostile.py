@@ -219,7 +219,6 @@ def fuzz_schema(base_url: str) -> dict[str, Any]:
 def run_fuzz(base_url: str, headers: dict[str, str], examples: int, record: Callable[[str, int], None]) -> int:
     """Fuzz every operation in positive and negative mode with schemathesis; returns the cases sent."""
     import schemathesis
-    from hypothesis import HealthCheck, Phase, given, settings
     from schemathesis.generation import GenerationMode
 
     schema = schemathesis.openapi.from_dict(fuzz_schema(base_url))
@@ -229,19 +228,26 @@ def run_fuzz(base_url: str, headers: dict[str, str], examples: int, record: Call
         modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if op.method.upper() == "POST" else [])
         for mode in modes:
             n = examples if op.method.upper() == "POST" else max(5, examples // 8)
-
-            @settings(max_examples=n, deadline=None, database=None, phases=[Phase.generate],
-                      suppress_health_check=list(HealthCheck))
-            @given(case=op.as_strategy(generation_mode=mode))
-            def one(case: Any, _op: Any = op, _mode: Any = mode) -> None:
-                try:
-                    resp = case.call(base_url=base_url, headers=headers, timeout=30)
-                    status = resp.status_code
-                except Exception as exc:  # noqa: BLE001 - a transport failure is a finding, not a crash
-                    logger.info("fuzz %s %s: %s", _op.method, _op.path, type(exc).__name__)
-                    status = -2
-                sent[f"{_op.method} {_op.path}"] += 1
-                record(f"fuzz:{_mode}:{_op.method.upper()} {_op.path}", status)
-
-            one()
+            _fuzz_one(op, mode, n, base_url, headers, sent, record)
     return sum(sent.values())
+
+
+def _fuzz_one(op: Any, mode: Any, n: int, base_url: str, headers: dict[str, str], sent: Counter[str],
+              record: Callable[[str, int], None]) -> None:
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    @settings(max_examples=n, deadline=None, database=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(case=op.as_strategy(generation_mode=mode))
+    def one(case: Any) -> None:
+        try:
+            resp = case.call(base_url=base_url, headers=headers, timeout=30)
+            status = resp.status_code
+        except Exception as exc:  # noqa: BLE001 - a transport failure is a finding, not a crash
+            logger.info("fuzz %s %s: %s", op.method, op.path, type(exc).__name__)
+            status = -2
+        sent[f"{op.method} {op.path}"] += 1
+        record(f"fuzz:{mode}:{op.method.upper()} {op.path}", status)
+
+    one()
+

@@ -146,14 +146,20 @@ class RayKVRegistry(EndpointRegistry):
 def _read_kv() -> dict[str, dict[str, str]]:
     from ray.experimental import internal_kv
 
-    from serve.deployments import ENDPOINT_KEY_PREFIX, KV_NAMESPACE
+    from serve.deployments import ENDPOINT_KEY_PREFIX, KV_NAMESPACE, STALE_AFTER_S
 
     out: dict[str, dict[str, str]] = {}
+    now = time.time()
     for key in internal_kv._internal_kv_list(ENDPOINT_KEY_PREFIX, namespace=KV_NAMESPACE):
         raw = internal_kv._internal_kv_get(key, namespace=KV_NAMESPACE)
         if not raw:
             continue
         rec = json.loads(raw)
+        if now - float(rec.get("heartbeat", rec.get("started", now))) > STALE_AFTER_S:
+            # The replica died without deregistering (killed); Ray Serve starts a new one with its own record.
+            internal_kv._internal_kv_del(key, namespace=KV_NAMESPACE)
+            logger.info("dropped stale endpoint %s of %s", rec.get("replica"), rec.get("deployment"))
+            continue
         out.setdefault(rec["deployment"], {})[rec["replica"]] = rec["url"]
     return out
 
