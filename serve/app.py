@@ -40,7 +40,10 @@ def build_application(fleet: FleetConfig) -> Application:
         name=ROUTER_DEPLOYMENT,
         # The router does its own admission control per deployment; Serve's limit only bounds the replica.
         max_ongoing_requests=100_000,
-        ray_actor_options={"num_cpus": 1},
+        # The router's own code runs on the replica's main event loop (where direct ingress serves HTTP), so
+        # relayed chunks never hop threads; engines keep Serve's default.
+        ray_actor_options={"num_cpus": 1,
+                           "runtime_env": {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}}},
         num_replicas=fleet.ray.router_replicas,
         health_check_period_s=5,
     )

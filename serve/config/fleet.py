@@ -94,11 +94,13 @@ class FleetConfig(StrictModel):
                 raise ValueError(f"router.tasks.{task}: no candidates (only `vision` may be empty)")
         if router.default_task not in router.tasks:
             raise ValueError(f"router.default_task {router.default_task!r} is not a task; tasks: {sorted(router.tasks)}")
+        model_ids = names | {f"{d.name}:{a}" for d in self.deployments if d.lora is not None for a in d.lora.adapters}
         for alias, target in router.aliases.items():
             if alias in names:
                 raise ValueError(f"router.aliases: alias {alias!r} collides with the deployment of that name")
-            if target is not None and target not in router.tasks:
-                raise ValueError(f"router.aliases.{alias}: unknown task {target!r}; tasks: {sorted(router.tasks)}")
+            if target is not None and target not in router.tasks and target not in model_ids:
+                raise ValueError(f"router.aliases.{alias}: unknown task {target!r}; tasks: {sorted(router.tasks)}; "
+                                 f"or alias a deployment or `deployment:adapter`: {sorted(model_ids)}")
 
     def deployment(self, name: str) -> DeploymentSpec:
         """Return the deployment called ``name``.

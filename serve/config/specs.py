@@ -157,7 +157,8 @@ class RouterSpec(StrictModel):
     Attributes:
         tasks: Task -> policy. Tasks left out get candidates from the deployments' capabilities.
         default_task: Task used when the classifier has no signal.
-        aliases: Virtual model names -> task (None: classify the request).
+        aliases: Virtual model names -> task (None: classify the request), or -> a deployment or
+            ``deployment:adapter`` (a short name for a model or LoRA adapter).
         saturation: Spill-over thresholds.
         classifier: Free knobs for the classifier.
     """

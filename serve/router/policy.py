@@ -124,8 +124,8 @@ class RoutingPolicy:
         """Split the ``model`` field into (deployment, adapter, task-or-None-for-classify).
 
         Returns:
-            ``(deployment, adapter, None)`` for an explicit deployment (or ``deployment:adapter``),
-            ``(None, None, task)`` for a virtual model; a task of ``""`` means "classify".
+            ``(deployment, adapter, None)`` for an explicit deployment (or ``deployment:adapter``, or an
+            alias of either), ``(None, None, task)`` for a virtual model; a task of ``""`` means "classify".
 
         Raises:
             ModelNotFoundError: Unknown model.
@@ -136,7 +136,10 @@ class RoutingPolicy:
         if model in self.specs:
             return model, None, None
         if model in aliases:
-            return None, None, aliases[model] or ""
+            target = aliases[model]
+            if target is None or target in self.fleet.router.tasks:
+                return None, None, target or ""
+            return self.resolve_model(target)  # alias of a deployment or `deployment:adapter`
         base, sep, adapter = model.partition(":")
         if sep and base in self.specs:
             lora = self.specs[base].lora

@@ -128,7 +128,8 @@ class RouterService:
             if not decision.explicit:
                 spec = self.policy.specs[decision.model]
                 applied = apply_task_defaults(body, self.fleet.router.tasks.get(decision.task), spec.capabilities)
-            body["model"] = decision.model if decision.adapter is None else decision.adapter
+            # Adapters are served by the engine as `<deployment>:<adapter>` (serve/lora.py).
+            body["model"] = decision.model if decision.adapter is None else f"{decision.model}:{decision.adapter}"
             if self.guard is not None and key is not None:
                 self.guard.charge(key, body, rid)
             h, n = prompt_fingerprint(body)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from serve.router.classify import Classifier
+from serve.router.classify.extract import view_of
 from serve.router.classify.linear import (
     BUCKETS,
     DENSE_NAMES,
@@ -18,7 +19,6 @@ from serve.router.classify.linear import (
     load_default,
     text_features,
 )
-from serve.router.classify.extract import view_of
 
 
 def chat(*turns: str) -> dict[str, Any]:

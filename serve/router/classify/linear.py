@@ -2,7 +2,8 @@
 
 No model is called: inference is numpy only, a sparse dot product over at most a few thousand hashed features.
 
-Features (all computed on the last user turn's ``focus_lowered`` window, at most ~1.3k characters):
+Features (all computed on the last user turn's ``focus_lowered`` window, cut to its first :data:`HEAD_CHARS` and
+last :data:`TAIL_CHARS` characters, so the cost is bounded):
 
 * character n-grams, n = 2..4, after collapsing whitespace and mapping digits to ``0`` (works for any script,
   CJK included), hashed into :data:`BUCKETS` buckets with a fixed 64-bit multiplicative hash (deterministic,
@@ -36,6 +37,8 @@ BUCKETS_BITS = 17
 BUCKETS = 1 << BUCKETS_BITS
 NGRAM_MIN, NGRAM_MAX = 2, 4
 WORD_WINDOW = 48
+HEAD_CHARS = 384
+TAIL_CHARS = 256
 RULE_TASKS = ("code", "math", "reasoning", "general")
 SCORE_CLIP = 3.0
 _PRIME = np.uint64(1_000_003)
@@ -59,6 +62,8 @@ def text_features(text: str) -> np.ndarray:
     Returns:
         ``int64`` array of bucket ids in ``[0, BUCKETS)``; never empty.
     """
+    if len(text) > HEAD_CHARS + TAIL_CHARS:
+        text = text[:HEAD_CHARS] + " " + text[-TAIL_CHARS:]
     norm = " " + " ".join(text.translate(_DIGITS).split()) + " "
     codes = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     parts: list[np.ndarray] = []
