@@ -49,13 +49,14 @@ COMMON = {
     "presence_penalty": _NUM, "frequency_penalty": _NUM,
     "logit_bias": {"type": "object", "additionalProperties": {"type": "number"}},
 }
-CHAT = {"type": "object", "required": ["messages"],
+# max_tokens is required: without it vLLM generates up to the context length (tens of seconds on CPU)
+CHAT = {"type": "object", "required": ["messages", "max_tokens"],
         "properties": {**COMMON, "messages": {"type": "array", "minItems": 1, "maxItems": 4, "items": MESSAGE},
                        "logprobs": {"type": "boolean"}, "top_logprobs": {"type": "integer"},
                        "tools": {"type": "array", "maxItems": 2, "items": {"type": "object"}},
                        "chat_template_kwargs": {"type": "object",
                                                 "properties": {"enable_thinking": {"type": "boolean"}}}}}
-COMPLETIONS = {"type": "object", "required": ["prompt"],
+COMPLETIONS = {"type": "object", "required": ["prompt", "max_tokens"],
                "properties": {**COMMON, "prompt": {"anyOf": [
                    {"type": "string", "maxLength": 200},
                    {"type": "array", "maxItems": 8, "items": {"type": "integer", "minimum": 0}}]},

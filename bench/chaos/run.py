@@ -262,7 +262,11 @@ def cancellation(url: str, headers: dict[str, str], trials: int) -> dict[str, An
 
 # --- report -------------------------------------------------------------------------------------------
 def write_report(res: dict[str, Any]) -> None:
+    """Write chaos.json / chaos.md; parts not run this time are kept from the previous results."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    old = RESULTS / "chaos.json"
+    if old.is_file():
+        res = {**{k: v for k, v in json.loads(old.read_text()).items() if isinstance(v, dict)}, **res}
     (RESULTS / "chaos.json").write_text(json.dumps(res, indent=2) + "\n")
     lines = ["# Chaos bench (bench/chaos/run.py)", "", f"Stack: {res['url']}, {res['when']}", ""]
     for part, figures in res.items():

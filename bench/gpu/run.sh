@@ -14,7 +14,8 @@
 # replica and raw API server profiled with py-spy at 1000) -> short sweep (16, 256 streams) -> dense down ->
 # MoE raw up, 64/1/1000 streams, down -> MoE stack up, the same workloads, down (the 57 GiB MoE cannot sit on
 # the GPU twice with enough KV cache: one after the other) -> summary (results.md, summary.json).
-# Env: LIMIT (seconds per call, default 530), SKIP_SWEEP=1, STEPS (space-separated subset, for reruns).
+# Env: LIMIT (seconds per call, default 530), SKIP_SWEEP=1, STEPS (space-separated subset, for reruns);
+# for a dry run of the load steps against other servers: GPU_WORK, STACK_URL, RAW_URL, GPU_MODELS_DIR.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -23,7 +24,8 @@ RES=$W/results LOGS=$W/results/logs DONE=$W/done
 OUT=${OUT:-$W/out}
 LIMIT=${LIMIT:-530}
 T0=$SECONDS
-STACK=http://127.0.0.1:8000 RAW=http://127.0.0.1:8100
+STACK=${STACK_URL:-http://127.0.0.1:8000} RAW=${RAW_URL:-http://127.0.0.1:8100}
+MODELS=${GPU_MODELS_DIR:-/root/models}
 export PYTHONPATH=$REPO:/root/extra:/root/stub:/root/site_ray:/root/site
 export PATH=/root/bin:/root/extra/bin:$PATH
 export VLLM_USE_FLASHINFER_SAMPLER=0 VLLM_NO_USAGE_STATS=1 RAY_USAGE_STATS_ENABLED=0 HF_HUB_OFFLINE=1 \
@@ -166,7 +168,7 @@ gpu_free() {
 # ---------------------------------------------------------------------------------------------- loads
 common_args() {  # MODEL
   echo --dataset random --random-input-len 512 --random-output-len 256 --ignore-eos \
-    --tokenizer "/root/models/$(plan get "$1" dir)" --percentiles 50,90,99 --no-progress --seed 0
+    --tokenizer "$MODELS/$(plan get "$1" dir)" --percentiles 50,90,99 --no-progress --seed 0
 }
 
 compare() {  # MODEL LOAD STREAMS PROMPTS ROUNDS WARMUP
@@ -270,7 +272,6 @@ pack() {
 
 cmd_go() {
   mkdir -p "$RES" "$LOGS" "$DONE"
-  [ -d /root/site/vllm ] || [ -d .gpu ] || { echo "fresh machine: start again from chunk 1"; exit 3; }
   local status=CONTINUE
   for entry in "${STEP_LIST[@]}"; do
     read -r name need fn args <<< "$entry"

@@ -185,7 +185,7 @@ def main() -> None:
     options: list[dict[str, Any]] = [{}]
     if args.grid:
         options += [{"confident": c, "margin": mg} for c in (1.5, 2.5, 3.5, 99.0) for mg in (0.5, 1.0)]
-        options += [{"follow_up_chars": 0}]
+        options += [{"follow_up_chars": 0}] + [{"linear_min_p": q} for q in (0.0, 0.5, 0.6)]
     cv = cross_validate(items, ids, dense, y, args, options)
     unscale = np.ones(dense.shape[1])
     unscale[:3 * len(RULE_TASKS)] = 1.0 / args.rule_features if args.rule_features else 0.0

@@ -309,7 +309,9 @@ def test_demo_profile(tmp_path: Path) -> None:
     assert cfg.router.tasks["math"].candidates == ["qwen3-general", "qwen3-moe"]
     assert cfg.router.tasks["math"].system_prompt == "Please reason step by step, and put your final answer within \\boxed{}."
     assert cfg.router.tasks["reasoning"].enable_thinking is True
-    assert cfg.router.aliases == {"auto": None, "qwen-code": "code", "qwen-math": "math", "qwen-reasoning": "reasoning"}
+    assert cfg.router.aliases == {"auto": None, "qwen-code": "code", "qwen-math": "math", "qwen-reasoning": "reasoning",
+                                  "qwen-sql": "qwen3-general:tiny-sql"}
+    assert general.lora is not None and general.lora.tiny and "tiny-sql" in general.lora.adapters
 
 
 def test_demo_profile_default_models_dir(monkeypatch: pytest.MonkeyPatch) -> None:

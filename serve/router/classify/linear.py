@@ -128,7 +128,8 @@ class LinearModel:
 
     def probabilities(self, ids: np.ndarray, dense: np.ndarray) -> np.ndarray:
         """Class probabilities (softmax) for one example, in :attr:`classes` order."""
-        z = self.sparse[ids].sum(axis=0) * np.float32(1.0 / np.sqrt(len(ids))) + dense @ self.dense
+        # A matrix-vector product sums the gathered rows far faster than ``.sum(axis=0)`` (strided reduction).
+        z = np.full(len(ids), 1.0 / np.sqrt(len(ids)), dtype=np.float32) @ self.sparse[ids] + dense @ self.dense
         z = np.exp(z - z.max())
         return z / z.sum()
 

@@ -15,10 +15,12 @@ Decision rules, in order:
 5. **Confident rules decide; otherwise the linear model.** When the best rule score reaches ``confident``
    (default 2.5) and leads the runner-up by ``margin`` (0.5), the rules' task stands. Otherwise the small
    learned model (:mod:`.linear`: logistic regression over hashed character n-grams, words and the rule scores)
-   picks the task; a class that is not configured falls back to the default task.
+   picks the task; a class that is not configured falls back to the default task, and a specialised class the
+   rules did not also reach the threshold for needs p >= ``linear_min_p`` (else the rules' decision stands).
 6. **Continuation.** A short last turn (at most ``follow_up_chars``) with no task evidence of its own ("now
    make it faster", "and if it were 5?", "why?") inherits the task the earlier turns point to, unless the
-   linear model is sure (p >= 0.8) of another specialised task.
+   linear model is fairly sure (p >= 0.6) the last turn is about something else ("thanks! unrelated: a good
+   movie for tonight?").
 
 Hard cases, decided on purpose:
 
@@ -70,14 +72,15 @@ _CONTEXT_PREFIXES = ("ctx:", "sys:")
 DEFAULT_CONFIDENT = 2.5
 DEFAULT_MARGIN = 0.5
 DEFAULT_FOLLOW_UP_CHARS = 160
+DEFAULT_LINEAR_MIN_P = 0.4
 # A follow-up inherits the context's task when the earlier turns' (decayed) evidence reaches this.
 FOLLOW_UP_MIN = 0.35
-# The linear model overrides a continuation only when it is at least this sure of another specialised task.
-FOLLOW_UP_OVERRIDE_P = 0.8
+# The linear model overrides a continuation only when it is at least this sure of another task.
+FOLLOW_UP_OVERRIDE_P = 0.6
 
 _OPTION_KEYS = frozenset({"threshold", "context_cap", "context_weight", "system_weight", "tie_order", "header_name",
                           "head_chars", "tail_chars", "context_chars", "system_chars", "learned", "confident",
-                          "margin", "follow_up_chars"})
+                          "margin", "follow_up_chars", "linear_min_p"})
 
 
 class Classifier:
@@ -88,7 +91,7 @@ class Classifier:
     ``tie_order`` (sequence of task names), ``header_name`` (``x-qwen-task``), ``head_chars`` (1024),
     ``tail_chars`` (3072), ``context_chars`` (2048), ``system_chars`` (1024), ``learned`` (True: use the
     shipped linear model when the rules are not confident), ``confident`` (2.5) and ``margin`` (0.5): rule
-    confidence, ``follow_up_chars`` (160, 0 disables continuation).
+    confidence, ``follow_up_chars`` (160, 0 disables continuation), ``linear_min_p`` (0.4, see the module docstring).
     """
 
     def __init__(self, tasks: Sequence[str] = DEFAULT_TASKS, default_task: str = "general",
@@ -125,6 +128,7 @@ class Classifier:
         self.confident = float(opts.get("confident", DEFAULT_CONFIDENT))
         self.margin = float(opts.get("margin", DEFAULT_MARGIN))
         self.follow_up_chars = int(opts.get("follow_up_chars", DEFAULT_FOLLOW_UP_CHARS))
+        self.linear_min_p = float(opts.get("linear_min_p", DEFAULT_LINEAR_MIN_P))
         self.linear = linear if linear is not None else (load_default() if opts.get("learned", True) else None)
         self.header = HeaderSignal(str(opts.get("header_name", HEADER_NAME)))
         self.modality = ModalitySignals()
@@ -179,10 +183,11 @@ class Classifier:
             lr_task, lr_p = self.linear.classes[k], float(probs[k])
             extra.append(Signal("linear", lr_task, round(lr_p, 3), f"linear(p={lr_p:.2f})"))
         follow = self._follow_up(view, signals)
-        if follow is not None and not (lr_task not in ("", follow, self.default_task) and lr_p >= FOLLOW_UP_OVERRIDE_P):
+        if follow is not None and not (lr_task not in ("", follow) and lr_p >= FOLLOW_UP_OVERRIDE_P):
             extra.append(Signal("continuation", follow, 0.0, "continuation"))
             return follow, f"{follow}: continuation of earlier turns", extra
-        if lr_task:
+        weak = lr_p < self.linear_min_p and scores.get(lr_task, 0.0) < self.threshold
+        if lr_task and not (weak and lr_task != self.default_task):
             chosen = lr_task if lr_task in self.tasks else self.default_task
             rules = self._explain(chosen, signals) if scores.get(chosen, 0.0) > 0 else ""
             return chosen, f"{chosen}: linear(p={lr_p:.2f})" + (f"; rules {rules}" if rules else ""), extra
