@@ -47,7 +47,7 @@ def build_application(fleet: FleetConfig) -> Application:
         num_replicas=fleet.ray.router_replicas,
         health_check_period_s=5,
     )
-    return router.bind(fleet.model_dump(mode="json"), engines)
+    return router.bind(fleet.model_dump(mode="json"), engines)  # type: ignore[attr-defined]
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -167,7 +167,7 @@ def cmd_tiny(args: argparse.Namespace) -> int:
     if args.dir:
         archs = [args.arch] if args.arch else list(TINY_ARCHS)
         for arch in archs:
-            print(build_tiny_model(arch, Path(args.dir) / f"tiny-{arch}", force=args.force))  # noqa: T201
+            print(build_tiny_model(arch, Path(args.dir) / f"tiny-{arch}", force=args.force))  # type: ignore[arg-type]  # noqa: T201
         return 0
     for p in build_fleet_tiny_models(_load_fleet(args), force=args.force):
         print(p)  # noqa: T201

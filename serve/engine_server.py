@@ -34,7 +34,7 @@ def _node_ip() -> str:
     return str(ray.util.get_node_ip_address())
 
 
-class QwenLLMServer(LLMServer):  # type: ignore[misc]
+class QwenLLMServer(LLMServer):
     """One vLLM engine per replica, reachable by Ray handle and by a private HTTP port.
 
     The HTTP app is vLLM's own OpenAI server app over this replica's engine (what Ray Serve LLM's
@@ -42,7 +42,7 @@ class QwenLLMServer(LLMServer):  # type: ignore[misc]
     published in Ray's internal KV so the router can find every replica of a deployment.
     """
 
-    async def __init__(self, llm_config: Any, *, deployment_name: str, **kwargs: Any) -> None:
+    async def __init__(self, llm_config: Any, *, deployment_name: str, **kwargs: Any) -> None:  # type: ignore[misc]
         await super().__init__(llm_config, **kwargs)
         self._deployment_name = deployment_name
         self._http_task: asyncio.Task[None] | None = None
@@ -61,7 +61,6 @@ class QwenLLMServer(LLMServer):  # type: ignore[misc]
             lifespan="off", timeout_keep_alive=75, loop="none", backlog=4096,
         )
         server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._http_task = asyncio.get_running_loop().create_task(server.serve())
         for _ in range(400):
             if server.started:
@@ -85,6 +84,7 @@ class QwenLLMServer(LLMServer):  # type: ignore[misc]
         logger.info("engine %s replica %s serving on %s", self._deployment_name, replica_id, self._url)
 
     def _publish(self) -> None:
+        assert self._key is not None
         self._record["heartbeat"] = time.time()
         internal_kv._internal_kv_put(self._key, json.dumps(self._record).encode(), namespace=KV_NAMESPACE)
 

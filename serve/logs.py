@@ -33,9 +33,9 @@ def configure_logging(*, json_format: bool = False, level: int = logging.INFO) -
         lg = logging.getLogger(name)
         lg.setLevel(level)
         if not any(getattr(h, "_qwen_serve", False) for h in lg.handlers):
-            h = logging.StreamHandler()
-            h._qwen_serve = True  # type: ignore[attr-defined]
-            lg.addHandler(h)
+            handler = logging.StreamHandler()
+            handler._qwen_serve = True  # type: ignore[attr-defined]
+            lg.addHandler(handler)
             lg.propagate = False
         for h in lg.handlers:
             if getattr(h, "_qwen_serve", False):

@@ -109,7 +109,7 @@ serve.run(build_openai_app({"llm_configs": [cfg]}), blocking=False)
 print("READY", flush=True)
 while True:
     time.sleep(3600)
-""" % (MODEL, ENGINE)
+""" % (MODEL, ENGINE)  # noqa: UP031
 
 
 def arm_ray_serve_llm(model_dir: Path, raw_url: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
