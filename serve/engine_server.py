@@ -43,6 +43,10 @@ class QwenLLMServer(LLMServer):
     """
 
     async def __init__(self, llm_config: Any, *, deployment_name: str, **kwargs: Any) -> None:  # type: ignore[misc]
+        # A replica that replaces a killed one first frees what its predecessor's engine still holds.
+        from serve.orphans import reap_orphan_engines
+
+        await asyncio.get_running_loop().run_in_executor(None, reap_orphan_engines)
         await super().__init__(llm_config, **kwargs)
         self._deployment_name = deployment_name
         self._http_task: asyncio.Task[None] | None = None

@@ -241,4 +241,9 @@ def shutdown(out: TextIO) -> None:
     except Exception as exc:  # noqa: BLE001 - Ray may already be gone
         out.write(f"serve: not running ({type(exc).__name__})\n")
     stop_ray(out)
+    from serve.orphans import reap_orphan_engines
+
+    reaped = reap_orphan_engines()
+    if reaped:
+        out.write(f"reaped {reaped} orphaned vLLM engine process(es)\n")
     STATE_FILE.unlink(missing_ok=True)
