@@ -207,6 +207,13 @@ def render_md(doc: dict[str, Any]) -> str:
                 f"{r['raw_output_tok_s']:,.0f} | {ratio} | {r['added_ttft_p50_ms']:+.1f} | "
                 f"{r['added_ttft_p99_ms']:+.1f} | {r['itl_p90_ms'][0]:.2f} / {r['itl_p90_ms'][1]:.2f} | "
                 f"{itl_ratio} | {r['tpot_mean_ms'][0]:.2f} / {r['tpot_mean_ms'][1]:.2f} |")
+    rounds = [f"- {MODELS[m]['name']}, {load.removeprefix('c')} streams: "
+              + ", ".join(f"{x:.3f}" for x in r["per_round_ratio"])
+              for m, rows in doc["models"].items() for load, r in sorted(rows.items(), key=lambda kv: _order(kv[0]))
+              if r.get("per_round_ratio")]
+    if rounds:
+        lines += ["", "Output-throughput ratio per ABBA round (rounds 1, 3: stack first; rounds 2, 4: raw vLLM first):",
+                  "", *rounds]
     lines += ["", "Single stream (1 concurrent request) TPOT against the memory-bandwidth floor "
               f"(bytes read per decode step / {HBM_TBPS} TB/s):", ""]
     for model, rows in doc["models"].items():
