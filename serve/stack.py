@@ -231,6 +231,14 @@ def drain(base_url: str, timeout_s: float, out: TextIO) -> None:
 
 def shutdown(out: TextIO) -> None:
     """Shut Serve down and stop Ray."""
+    if not ray_running():
+        out.write("serve: no Ray cluster is running\n")
+        stop_ray(out)
+        from serve.orphans import reap_orphan_engines
+
+        reap_orphan_engines()
+        STATE_FILE.unlink(missing_ok=True)
+        return
     try:
         import ray
         from ray import serve

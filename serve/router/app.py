@@ -51,8 +51,10 @@ class RequestIdMiddleware:
     A pure ASGI middleware (not ``BaseHTTPMiddleware``), so streaming and disconnects pass through untouched.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, echo_header: bool = True) -> None:
         self.app = app
+        # Under Ray Serve the replica already echoes x-request-id (the same id it put in the request headers).
+        self.echo_header = echo_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,6 +69,10 @@ class RequestIdMiddleware:
             rid = uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
         raw = rid.encode()
+
+        if not self.echo_header:
+            await self.app(scope, receive, send)
+            return
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -90,6 +96,7 @@ def create_app(
     classifier: Any = None,
     guard: Any = None,
     refresh_interval_s: float = 1.0,
+    echo_request_id: bool = True,
 ) -> FastAPI:
     """Build the router app.
 
@@ -99,6 +106,7 @@ def create_app(
         classifier: Task classifier; defaults to :class:`serve.router.classify.Classifier` over the fleet's tasks.
         guard: Admission control (API keys, rate limits); defaults to one built from ``fleet.security``.
         refresh_interval_s: How often the endpoint table is refreshed.
+        echo_request_id: Add ``x-request-id`` to responses (off under Ray Serve, which adds it itself).
 
     Returns:
         The FastAPI app. Its ``state.service`` is the :class:`RouterService`.
@@ -129,7 +137,7 @@ def create_app(
     app.state.service = service
     if guard is not None and hasattr(guard, "install"):
         guard.install(app)  # body-size limit, inside the request-id middleware
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, echo_header=echo_request_id)
     _install_error_handlers(app)
     _install_routes(app, service)
     return app
@@ -227,7 +235,11 @@ def _install_routes(app: FastAPI, service: RouterService) -> None:
                             status_code=200 if ok else 503)
 
     @app.get("/v1/status")
-    async def status() -> Response:
+    async def status(request: Request) -> Response:
+        # Internal engine addresses: localhost (the CLI) or a valid key only.
+        local = request.client is not None and request.client.host in ("127.0.0.1", "::1", "localhost")
+        if service.guard is not None and not local:
+            await service.guard.admit(request, b"", charge=False)
         return JSONResponse({"endpoints": service.registry.snapshot(), "draining": service.draining})
 
     @app.post("/admin/drain")

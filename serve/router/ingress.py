@@ -37,4 +37,4 @@ class RouterIngress:
         from serve.router.app import create_app
         from serve.router.upstream import RayKVRegistry
 
-        return create_app(self._fleet, RayKVRegistry())
+        return create_app(self._fleet, RayKVRegistry(), echo_request_id=False)

@@ -46,6 +46,11 @@ def _bad(param: str, message: str) -> InvalidRequestError:
     return InvalidRequestError(message, param=param, code="invalid_value")
 
 
+def _one_of(value: Any, allowed: frozenset[str]) -> bool:
+    """``value`` is one of the ``allowed`` strings (never hashes a list or dict: no TypeError)."""
+    return isinstance(value, str) and value in allowed
+
+
 def _number(body: Mapping[str, Any], name: str, lo: float, hi: float, integer: bool) -> None:
     v = body.get(name)
     if v is None:
@@ -70,7 +75,7 @@ def _messages(body: Mapping[str, Any], limits: Any) -> None:
         if not isinstance(m, dict):
             raise _bad(where, f"`{where}` must be an object.")
         role = m.get("role")
-        if role not in ROLES:
+        if not _one_of(role, ROLES):
             raise _bad(f"{where}.role", f"`{where}.role` must be one of {', '.join(sorted(ROLES))}.")
         content = m.get("content")
         if content is None:
@@ -78,7 +83,7 @@ def _messages(body: Mapping[str, Any], limits: Any) -> None:
                 raise _bad(f"{where}.content", f"`{where}.content` is required for role `{role}`.")
         elif isinstance(content, list):
             for j, part in enumerate(content):
-                if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
+                if not isinstance(part, dict) or not _one_of(part.get("type"), PART_TYPES):
                     raise _bad(f"{where}.content[{j}]",
                                f"`{where}.content[{j}]` must be a content part with a known `type`.")
                 _part(part, f"{where}.content[{j}]")
@@ -141,7 +146,7 @@ def _tools(body: Mapping[str, Any]) -> None:
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
                 raise _bad(f"tools[{i}].function.name", f"`tools[{i}].function.name` must be a non-empty string.")
     choice = body.get("tool_choice")
-    if choice is not None and not isinstance(choice, dict) and choice not in TOOL_CHOICES:
+    if choice is not None and not isinstance(choice, dict) and not _one_of(choice, TOOL_CHOICES):
         raise _bad("tool_choice", "`tool_choice` must be none, auto, required or an object.")
 
 
@@ -225,7 +230,7 @@ def validate_body(body: dict[str, Any], kind: str, limits: Any) -> None:
             raise _bad(name, f"`{name}` must be an object.")
     _logit_bias(body)
     rf = body.get("response_format")
-    if rf is not None and rf.get("type") not in RESPONSE_FORMATS:
+    if rf is not None and not _one_of(rf.get("type"), RESPONSE_FORMATS):
         raise _bad("response_format.type", f"`response_format.type` must be one of {', '.join(sorted(RESPONSE_FORMATS))}.")
     ctk = body.get("chat_template_kwargs")
     if ctk and "enable_thinking" in ctk and not isinstance(ctk["enable_thinking"], bool):

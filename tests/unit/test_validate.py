@@ -97,6 +97,12 @@ BAD: list[tuple[dict[str, Any], str]] = [
     (chat(chat_template_kwargs={"enable_thinking": "yes"}), "chat_template_kwargs.enable_thinking"),
     (chat(ignore_eos="true"), "ignore_eos"),
     (chat(user=7), "user"),
+    # unhashable values where a closed set is expected (found by schemathesis: a TypeError became a 500)
+    (chat(messages=[{"role": ["user"], "content": "x"}]), "messages[0].role"),
+    (chat(messages=[{"role": "user", "content": [{"type": ["text"]}]}]), "messages[0].content[0]"),
+    (chat(messages=[{"role": "user", "content": [{"type": {"a": 1}}]}]), "messages[0].content[0]"),
+    (chat(tool_choice=["auto"]), "tool_choice"),
+    (chat(response_format={"type": ["json_object"]}), "response_format.type"),
 ]
 
 
