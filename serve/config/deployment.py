@@ -13,7 +13,7 @@ from serve.catalog import Capabilities, UnknownVariantError, Variant, load_catal
 from serve.catalog.models import QuantMethod
 from serve.config.engine_keys import GPU_ONLY_KEYS, PARALLEL_KEYS, allowed_engine_keys
 from serve.config.paths import expand_path, looks_local
-from serve.config.specs import NAME_PATTERN, Accelerator, Autoscaling, LoraSpec, StrictModel
+from serve.config.specs import NAME_PATTERN, Accelerator, Autoscaling, LoraSpec, ReplicaRouting, StrictModel
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class DeploymentSpec(StrictModel):
         max_queued_requests: Per-replica queue limit (None: twice the ongoing limit).
         engine: Engine kwargs merged over the variant's preset (vLLM's names; unknown keys are errors).
         lora: LoRA adapters served beside this model.
+        replica_routing: How the router picks among this deployment's replicas.
         capabilities_override: Replace the inferred capabilities (YAML key ``capabilities``).
     """
 
@@ -81,6 +82,7 @@ class DeploymentSpec(StrictModel):
     max_queued_requests: int | None = Field(default=None, ge=0)
     engine: dict[str, Any] = Field(default_factory=dict)
     lora: LoraSpec | None = None
+    replica_routing: ReplicaRouting = Field(default_factory=ReplicaRouting)
     capabilities_override: Capabilities | None = Field(default=None, alias="capabilities")
 
     model_config = {**StrictModel.model_config, "populate_by_name": True}

@@ -115,6 +115,23 @@ class LoraSpec(StrictModel):
         return out
 
 
+class ReplicaRouting(StrictModel):
+    """How the router picks a replica of one deployment.
+
+    Attributes:
+        policy: ``least_loaded`` (power of two choices on in-flight requests), ``round_robin``, or
+            ``prefix_affinity`` (shared prompt prefixes and sessions stick to one replica, for vLLM's prefix
+            cache, with a load guard).
+        load_guard: prefix_affinity falls back to least-loaded when the preferred replica has more than
+            ``load_guard`` x the least busy replica's in-flight requests plus ``slack``.
+        slack: In-flight difference always tolerated by the load guard.
+    """
+
+    policy: Literal["least_loaded", "round_robin", "prefix_affinity"] = "least_loaded"
+    load_guard: float = Field(default=2.0, ge=1.0)
+    slack: int = Field(default=4, ge=0)
+
+
 class TaskPolicy(StrictModel):
     """How the router serves one task.
 
@@ -285,6 +302,7 @@ __all__ = [
     "LoraSpec",
     "RateLimitSpec",
     "RaySpec",
+    "ReplicaRouting",
     "RouterSpec",
     "SaturationSpec",
     "SecuritySpec",

@@ -44,6 +44,8 @@ class RouterMetrics:
                              ["model"], buckets=_LAT_BUCKETS, registry=r)
         self.inflight = Gauge("qwen_router_inflight_requests", "Requests in flight per deployment", ["model"],
                               registry=r)
+        self.replica_choices = Counter("qwen_router_replica_choices", "Replica choices by policy outcome",
+                                       ["model", "outcome"], registry=r)
         self.cancelled = Counter("qwen_router_client_disconnects", "Streams the client closed early",
                                  ["model"], registry=r)
 

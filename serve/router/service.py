@@ -72,6 +72,14 @@ class RouterService:
         self.session: aiohttp.ClientSession | None = None
         self.limits = fleet.security.limits
         self.draining = False
+        from serve.router.replicas import make_policy
+
+        self.replica_policies = {
+            d.name: make_policy(d.replica_routing.policy, {"load_guard": d.replica_routing.load_guard,
+                                                           "slack": d.replica_routing.slack}
+                                if d.replica_routing.policy == "prefix_affinity" else None)
+            for d in fleet.deployments
+        }
 
     # --- decide (shared with /v1/route) -----------------------------------------------------------
     def decide(self, body: dict[str, Any], headers: Mapping[str, str]) -> Decision:
@@ -150,7 +158,7 @@ class RouterService:
         rid: str = request.state.request_id
         headers = {"content-type": "application/json", "x-request-id": rid}
         deadline = time.monotonic() + request_timeout(request.headers, self.limits)
-        connect = self._connect(decision, kind, payload, headers, body)
+        connect = self._connect(decision, kind, payload, headers, body, request.headers)
         try:  # a non-streamed answer only has headers when done: watch deadline and disconnect meanwhile
             async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
                 got = await (connect if body.get("stream") else _unless_disconnected(request, connect))
@@ -187,18 +195,22 @@ class RouterService:
         return Response(data, status_code=resp.status, media_type="application/json", headers=out_headers)
 
     async def _connect(self, decision: Decision, kind: Kind, payload: bytes, headers: dict[str, str],
-                       body: dict[str, Any]) -> tuple[Endpoint, aiohttp.ClientResponse]:
+                       body: dict[str, Any], request_headers: Mapping[str, str] | None = None,
+                       ) -> tuple[Endpoint, aiohttp.ClientResponse]:
         """Open the upstream request, failing over to another replica or candidate on connect errors."""
         assert self.session is not None
         tried: list[Endpoint] = []
         for _ in range(4):
-            ep = self.registry.pick(decision.model, exclude=tried)
+            ep, outcome = self.registry.pick(decision.model, exclude=tried,
+                                             policy=self.replica_policies.get(decision.model), body=body,
+                                             headers=request_headers)
             if ep is None:
                 if decision.explicit or not self._spill_after_failure(decision, body):
                     raise OverloadedError(f"No healthy replica of `{decision.model}` is reachable; retry later.",
                                           code="deployment_unavailable", retry_after=5.0)
                 payload = orjson.dumps({**body, "model": decision.model})
                 continue
+            self.metrics.replica_choices.labels(self.metrics.model_label(ep.deployment), outcome).inc()
             self.registry.acquire(ep)
             try:
                 resp = await self.session.post(ep.url + PATHS[kind], data=payload, headers=headers)

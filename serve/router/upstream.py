@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -91,16 +92,22 @@ class EndpointRegistry(abc.ABC):
         """The load record of a deployment (empty when it has no endpoint yet)."""
         return self._deployments.setdefault(deployment, DeploymentLoad())
 
-    def pick(self, deployment: str, exclude: Iterable[Endpoint] = ()) -> Endpoint | None:
-        """Least-ongoing healthy endpoint of a deployment (ties: fewest served), or None."""
+    def pick(self, deployment: str, exclude: Iterable[Endpoint] = (), *, policy: Any = None,
+             body: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
+             ) -> tuple[Endpoint | None, str]:
+        """Choose a healthy endpoint of a deployment with a replica policy (default: least-ongoing).
+
+        Returns:
+            ``(endpoint or None, outcome label)``.
+        """
         skip = {id(e) for e in exclude}
-        best: Endpoint | None = None
-        for ep in self.load(deployment).endpoints:
-            if id(ep) in skip or not ep.healthy:
-                continue
-            if best is None or (ep.ongoing, ep.served) < (best.ongoing, best.served):
-                best = ep
-        return best
+        candidates = [ep for ep in self.load(deployment).endpoints if id(ep) not in skip and ep.healthy]
+        if not candidates:
+            return None, "none"
+        if policy is None or len(candidates) == 1:
+            return min(candidates, key=lambda e: (e.ongoing, e.served)), "least_loaded"
+        ep, outcome = policy.choose(candidates, body or {}, headers or {})
+        return ep, str(outcome)
 
     def acquire(self, ep: Endpoint) -> None:
         """Count a request as in flight on ``ep``."""

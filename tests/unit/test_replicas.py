@@ -1,0 +1,108 @@
+"""Replica choice policies: round-robin, least-loaded, prefix/session affinity with a load guard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from serve.config import FleetConfig
+from serve.router.app import create_app
+from serve.router.replicas import LeastLoaded, PrefixAffinity, RoundRobin, affinity_key, make_policy
+from serve.router.upstream import Endpoint, StaticRegistry
+from tests.unit.conftest import FakeEngineServer, fleet_dict
+
+
+def eps(n: int) -> list[Endpoint]:
+    return [Endpoint("d", f"r{i}", f"http://x{i}") for i in range(n)]
+
+
+def chat(system: str, user: str, **kw: Any) -> dict[str, Any]:
+    return {"messages": [{"role": "system", "content": system}, {"role": "user", "content": user}], **kw}
+
+
+def test_round_robin_alternates() -> None:
+    e = eps(2)
+    rr = RoundRobin()
+    picks = [rr.choose(e, {}, {})[0].replica for _ in range(4)]
+    assert picks == ["r0", "r1", "r0", "r1"]
+
+
+def test_least_loaded_takes_the_less_busy() -> None:
+    e = eps(2)
+    e[0].ongoing = 5
+    assert LeastLoaded().choose(e, {}, {})[0].replica == "r1"
+
+
+def test_shared_prefix_sticks_and_distinct_prefixes_spread() -> None:
+    e = eps(2)
+    pa = PrefixAffinity()
+    first, outcome = pa.choose(e, chat("You are a SQL expert. " * 20, "q1"), {})
+    assert outcome == "affinity"
+    # the first user turn is part of the prefix key; the same conversation start always maps the same way
+    for _ in range(5):
+        assert pa.choose(e, chat("You are a SQL expert. " * 20, "q1"), {})[0] is first
+    spread = {pa.choose(e, chat(f"system prompt number {i}", "hi"), {})[0].replica for i in range(40)}
+    assert spread == {"r0", "r1"}, "different prefixes use both replicas"
+
+
+def test_session_id_sticks_regardless_of_content() -> None:
+    e = eps(3)
+    pa = PrefixAffinity()
+    picks = [pa.choose(e, chat(f"s{i}", f"u{i}"), {"x-session-id": "conv-42"}) for i in range(6)]
+    assert len({p[0].replica for p in picks}) == 1 and {p[1] for p in picks} == {"session"}
+    assert affinity_key({"user": "alice", "messages": []}, {}) == ("session", "alice")
+
+
+def test_load_guard_falls_back_when_preferred_is_much_busier() -> None:
+    e = eps(2)
+    pa = PrefixAffinity(load_guard=2.0, slack=4)
+    body = chat("shared system prompt", "hello")
+    preferred = pa.choose(e, body, {})[0]
+    other = e[1] if preferred is e[0] else e[0]
+    preferred.ongoing, other.ongoing = 5, 1  # 5 <= 2*1+4: still affinity
+    assert pa.choose(e, body, {}) == (preferred, "affinity")
+    preferred.ongoing = 7  # 7 > 2*1+4: fall back to the least busy
+    assert pa.choose(e, body, {}) == (other, "affinity_fallback")
+
+
+def test_rendezvous_moves_only_keys_of_a_removed_replica() -> None:
+    e3 = eps(3)
+    pa = PrefixAffinity()
+    keys = [chat(f"prompt {i}", "x") for i in range(60)]
+    before = {i: pa.choose(e3, k, {})[0].replica for i, k in enumerate(keys)}
+    e2 = [ep for ep in e3 if ep.replica != "r2"]
+    after = {i: pa.choose(e2, k, {})[0].replica for i, k in enumerate(keys)}
+    assert all(after[i] == before[i] for i in before if before[i] != "r2")
+
+
+def test_make_policy_rejects_unknown() -> None:
+    assert isinstance(make_policy("round_robin"), RoundRobin)
+    try:
+        make_policy("random")
+    except ValueError as exc:
+        assert "unknown replica policy" in str(exc)
+    else:
+        raise AssertionError("unknown policy accepted")
+
+
+async def test_router_keeps_shared_prefix_on_one_replica_over_fake_engines() -> None:
+    data = fleet_dict()
+    data["deployments"][0]["replica_routing"] = {"policy": "prefix_affinity"}
+    fleet = FleetConfig.from_dict(data)
+    a, b = FakeEngineServer("general", ttft_s=0.0, tokens_per_s=5000.0), FakeEngineServer("general")
+    try:
+        app = create_app(fleet, StaticRegistry({"general": [a.url, b.url], "coder": [a.url], "moe": [b.url]}))
+        async with app.router.lifespan_context(app), \
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as c:
+            body = {**chat("You are a helpful travel agent. " * 10, "Plan a day in Vilnius."),
+                    "model": "general", "max_tokens": 2}
+            for _ in range(6):
+                assert (await c.post("/v1/chat/completions", json=body)).status_code == 200
+            served = sorted(e.served for e in app.state.service.registry.load("general").endpoints)
+            assert served == [0, 6]
+            metrics = (await c.get("/metrics")).text
+            assert 'qwen_router_replica_choices_total{model="general",outcome="affinity"} 6.0' in metrics
+    finally:
+        a.stop()
+        b.stop()
