@@ -42,9 +42,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float, what: str) -> None:
+def wait_http(url: str, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode}; see its log")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 print(f"  {what} ready after {time.monotonic() - t0:.0f}s", flush=True)
@@ -59,7 +61,7 @@ def start_raw_vllm(model_dir: Path, port: int, log: Path) -> subprocess.Popen[by
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_NO_USAGE_STATS": "1"}
     cmd = [PY, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--served-model-name",
            MODEL, "--port", str(port), "--host", "127.0.0.1", "--max-model-len", str(ENGINE["max_model_len"]),
-           "--enforce-eager", "--dtype", "bfloat16", "--disable-log-requests"]
+           "--enforce-eager", "--dtype", "bfloat16"]
     return subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
@@ -141,28 +143,31 @@ def arm_ray_serve_llm(model_dir: Path, raw_url: str, args: argparse.Namespace, o
 
 
 def summarize(results: dict[str, dict[str, Any]], args: argparse.Namespace, out_dir: Path) -> None:
-    keys = ("output_throughput", "median_ttft_ms", "p99_ttft_ms", "p90_itl_ms", "p99_itl_ms", "median_tpot_ms")
+    """Write summary.json / summary.md from each arm's compare.json (ratios and deltas vs raw vLLM)."""
     rows = {}
     lines = ["| arm vs raw vLLM | throughput ratio | TTFT p50 delta (ms) | TTFT p99 delta (ms) | ITL p90 ratio | "
-             "ITL p99 ratio |", "|---|---|---|---|---|---|"]
+             "ITL p99 ratio | per-round ratio min-max |", "|---|---|---|---|---|---|---|"]
     for arm, res in results.items():
-        a, b = res["a"]["metrics"], res["b"]["metrics"]
-        row = {k: {"arm": a.get(k), "raw": b.get(k)} for k in keys}
-        row["throughput_ratio"] = a["output_throughput"] / b["output_throughput"]
-        row["ttft_p50_delta_ms"] = a["median_ttft_ms"] - b["median_ttft_ms"]
-        row["ttft_p99_delta_ms"] = a["p99_ttft_ms"] - b["p99_ttft_ms"]
-        row["itl_p90_ratio"] = a["p90_itl_ms"] / b["p90_itl_ms"]
-        row["itl_p99_ratio"] = a["p99_itl_ms"] / b["p99_itl_ms"]
+        row = {
+            "throughput_ratio": res["ratios"]["output_throughput"],
+            "ttft_p50_delta_ms": res["deltas_ms"]["median_ttft_ms"],
+            "ttft_p99_delta_ms": res["deltas_ms"]["p99_ttft_ms"],
+            "itl_p90_ratio": res["latency_ratios"]["p90_itl_ms"],
+            "itl_p99_ratio": res["latency_ratios"]["p99_itl_ms"],
+            "round_spread": res["output_throughput_ratio_spread"],
+        }
         rows[arm] = row
+        sp = row["round_spread"]
         lines.append(f"| {arm} | {row['throughput_ratio']:.3f}x | {row['ttft_p50_delta_ms']:+.1f} | "
-                     f"{row['ttft_p99_delta_ms']:+.1f} | {row['itl_p90_ratio']:.3f}x | {row['itl_p99_ratio']:.3f}x |")
+                     f"{row['ttft_p99_delta_ms']:+.1f} | {row['itl_p90_ratio']:.3f}x | {row['itl_p99_ratio']:.3f}x | "
+                     f"{sp['min']:.3f}-{sp['max']:.3f} |")
     meta = {"workload": vars(args), "engine": ENGINE, "machine": f"{os.cpu_count()} cores",
             "loadavg_end": os.getloadavg(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (out_dir / "summary.json").write_text(json.dumps({"meta": meta, "arms": rows}, indent=2, default=str))
     md = "\n".join(["# Stack vs raw vLLM (tiny Qwen3, CPU, ABBA rounds)", "", *lines, "",
                     f"Workload: random {args.input_len} in / {args.output_len} out, ignore_eos, "
                     f"{args.num_prompts} prompts x {args.rounds} rounds, max concurrency {args.concurrency}, "
-                    f"warm-up {args.warmup}. Load average at the end: {os.getloadavg()[0]:.1f}.", ""])
+                    f"warm-up {args.warmup}. Both arms ran in one invocation against the same raw vLLM server.", ""])
     (out_dir / "summary.md").write_text(md)
     print(md)
 
@@ -177,7 +182,13 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--warmup", type=int, default=32)
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "stack_vs_vllm"))
+    p.add_argument("--summarize-only", action="store_true", help="rebuild the summary from saved compare.json")
     args = p.parse_args()
+    if args.summarize_only:
+        out = Path(args.out)
+        saved = {arm: json.loads((out / arm / "compare.json").read_text()) for arm in args.arms.split(",")}
+        summarize(saved, args, out)
+        return 0
     from serve.tiny import build_tiny_model
 
     model_dir = build_tiny_model("qwen3", Path("~/.cache/qwen-serve/tiny/qwen3-general").expanduser())
@@ -188,7 +199,7 @@ def main() -> int:
     results: dict[str, dict[str, Any]] = {}
     try:
         raw_url = f"http://127.0.0.1:{raw_port}"
-        wait_http(raw_url + "/health", 600, "raw vLLM")
+        wait_http(raw_url + "/health", 600, "raw vLLM", raw)
         for arm in args.arms.split(","):
             print(f"== arm {arm}", flush=True)
             fn = arm_qwen_serve if arm == "qwen-serve" else arm_ray_serve_llm
