@@ -26,10 +26,17 @@ def _raise_priority() -> None:
     """
     import os
 
+    # Linux niceness is per thread: renice every thread of the process (the event loop runs on the main one;
+    # threads started later inherit from their creator).
     try:
-        os.nice(ROUTER_NICE - os.nice(0))
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
     except OSError:
-        logger.info("router priority unchanged (no permission to renice)")
+        tids = [0]
+    for tid in tids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, ROUTER_NICE)
+        except OSError:
+            logger.info("router priority unchanged for thread %s (no permission to renice)", tid)
 
 
 @serve.ingress()
