@@ -18,22 +18,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class FakeEngineServer:
-    """A FAKE OpenAI engine (loadtest.fake_server) served by uvicorn in a thread."""
+class AppServer:
+    """Any ASGI app served by uvicorn in a thread (``url``, ``stop()``)."""
 
-    def __init__(self, model: str, **settings: Any) -> None:
+    def __init__(self, app: Any) -> None:
         import uvicorn
 
-        from loadtest.fake_server import create_app
-
+        self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(models=[model], task_headers=False, **settings)
-        cfg = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        cfg = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        for _ in range(200):
+        for _ in range(250):
             if self.server.started:
                 break
             time.sleep(0.02)
@@ -41,6 +39,15 @@ class FakeEngineServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=5)
+
+
+class FakeEngineServer(AppServer):
+    """A FAKE OpenAI engine (loadtest.fake_server) served by uvicorn in a thread."""
+
+    def __init__(self, model: str, **settings: Any) -> None:
+        from loadtest.fake_server import create_app
+
+        super().__init__(create_app(models=[model], task_headers=False, **settings))
 
 
 def fleet_dict(**router_overrides: Any) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from serve.batch import (
     retry_delay,
     run_batch,
 )
-from tests.unit.conftest import FakeEngineServer, free_port
+from tests.unit.conftest import AppServer, FakeEngineServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "fake-qwen"
@@ -52,28 +51,6 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-
-
-class AppServer:
-    """Any ASGI app served by uvicorn in a thread."""
-
-    def __init__(self, app: FastAPI) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cfg = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(cfg)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        for _ in range(250):
-            if self.server.started:
-                break
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture(scope="module")
