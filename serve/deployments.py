@@ -28,8 +28,9 @@ logger = logging.getLogger(__name__)
 ENDPOINT_KEY_PREFIX = "qwen-serve/endpoints/"
 #: Ray namespace of the internal KV entries.
 KV_NAMESPACE = "qwen-serve"
-#: Engine replicas refresh their record this often; the router ignores records older than ``STALE_AFTER_S``.
-HEARTBEAT_S = 5.0
+#: Engine replicas refresh their record (endpoint + engine stats) this often; the router ignores records
+#: older than ``STALE_AFTER_S``.
+HEARTBEAT_S = 2.0
 STALE_AFTER_S = 20.0
 
 # Engine keys that only make sense on GPUs; dropped for CPU deployments.

@@ -18,6 +18,7 @@ from ray.experimental import internal_kv
 from ray.serve.llm import LLMServer
 
 from serve.deployments import HEARTBEAT_S, KV_NAMESPACE, endpoint_key
+from serve.engine_stats import attach as attach_engine_stats
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class QwenLLMServer(LLMServer):
         await asyncio.get_running_loop().run_in_executor(None, reap_orphan_engines)
         await super().__init__(llm_config, **kwargs)
         self._deployment_name = deployment_name
+        self._stats = attach_engine_stats(getattr(self.engine, "_engine_client", None))
         self._http_task: asyncio.Task[None] | None = None
         self._key: bytes | None = None
         self._url = ""
@@ -90,6 +92,8 @@ class QwenLLMServer(LLMServer):
     def _publish(self) -> None:
         assert self._key is not None
         self._record["heartbeat"] = time.time()
+        if self._stats is not None:
+            self._record["stats"] = self._stats.to_dict()
         internal_kv._internal_kv_put(self._key, json.dumps(self._record).encode(), namespace=KV_NAMESPACE)
 
     async def _heartbeat_loop(self) -> None:

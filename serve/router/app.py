@@ -119,6 +119,7 @@ def create_app(
     if guard is None:
         guard = _default_guard(fleet)
     metrics = RouterMetrics([d.name for d in fleet.deployments], fleet.router.tasks)
+    metrics.watch_replicas(registry.endpoints)
     policy = RoutingPolicy(fleet, registry, TokenCounter())
     service = RouterService(fleet, policy, classifier, registry, metrics, guard)
     refresher = RegistryRefresher(registry, refresh_interval_s)

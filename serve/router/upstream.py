@@ -26,6 +26,8 @@ from typing import Any
 
 import aiohttp
 
+from serve.engine_stats import EngineStats
+
 logger = logging.getLogger(__name__)
 
 #: Seconds an endpoint is avoided after a failed connection.
@@ -43,6 +45,7 @@ class Endpoint:
     served: int = 0
     failures: int = 0
     down_until: float = 0.0
+    stats: EngineStats | None = None
 
     @property
     def healthy(self) -> bool:
@@ -73,6 +76,8 @@ class EndpointRegistry(abc.ABC):
 
     def __init__(self) -> None:
         self._deployments: dict[str, DeploymentLoad] = {}
+        #: Engine statistics per ``(deployment, replica)`` from the latest fetch (registries that have them).
+        self._stats: dict[tuple[str, str], EngineStats] = {}
 
     @abc.abstractmethod
     async def _fetch(self) -> Mapping[str, Mapping[str, str]]:
@@ -85,6 +90,8 @@ class EndpointRegistry(abc.ABC):
             load = self._deployments.setdefault(name, DeploymentLoad())
             known = {(e.replica, e.url): e for e in load.endpoints}
             load.endpoints = [known.get((rid, url)) or Endpoint(name, rid, url) for rid, url in replicas.items()]
+            for ep in load.endpoints:
+                ep.stats = self._stats.get((name, ep.replica))
         for name in set(self._deployments) - set(current):
             self._deployments[name].endpoints = []
 
@@ -120,12 +127,17 @@ class EndpointRegistry(abc.ABC):
         ep.ongoing -= 1
         self.load(ep.deployment).ongoing -= 1
 
+    def endpoints(self) -> dict[str, list[Endpoint]]:
+        """The live endpoint objects per deployment (metrics read them at scrape time)."""
+        return {name: list(load.endpoints) for name, load in self._deployments.items()}
+
     def snapshot(self) -> dict[str, list[dict[str, object]]]:
         """Endpoint table for ``/v1/status``-style introspection."""
         return {
             name: [
                 {"replica": e.replica, "url": e.url, "ongoing": e.ongoing, "served": e.served,
-                 "healthy": e.healthy, "failures": e.failures}
+                 "healthy": e.healthy, "failures": e.failures,
+                 "engine": None if e.stats is None else {**e.stats.to_dict(), "hit_rate": e.stats.hit_rate}}
                 for e in load.endpoints
             ]
             for name, load in self._deployments.items()
@@ -147,15 +159,17 @@ class RayKVRegistry(EndpointRegistry):
     """Endpoints published by engine replicas in Ray's internal KV (``serve.engine_server``)."""
 
     async def _fetch(self) -> Mapping[str, Mapping[str, str]]:
-        return await asyncio.get_running_loop().run_in_executor(None, _read_kv)
+        urls, self._stats = await asyncio.get_running_loop().run_in_executor(None, _read_kv)
+        return urls
 
 
-def _read_kv() -> dict[str, dict[str, str]]:
+def _read_kv() -> tuple[dict[str, dict[str, str]], dict[tuple[str, str], EngineStats]]:
     from ray.experimental import internal_kv
 
     from serve.deployments import ENDPOINT_KEY_PREFIX, KV_NAMESPACE, STALE_AFTER_S
 
     out: dict[str, dict[str, str]] = {}
+    stats: dict[tuple[str, str], EngineStats] = {}
     now = time.time()
     for key in internal_kv._internal_kv_list(ENDPOINT_KEY_PREFIX, namespace=KV_NAMESPACE):
         raw = internal_kv._internal_kv_get(key, namespace=KV_NAMESPACE)
@@ -168,7 +182,10 @@ def _read_kv() -> dict[str, dict[str, str]]:
             logger.info("dropped stale endpoint %s of %s", rec.get("replica"), rec.get("deployment"))
             continue
         out.setdefault(rec["deployment"], {})[rec["replica"]] = rec["url"]
-    return out
+        parsed = EngineStats.from_dict(rec.get("stats"))
+        if parsed is not None:
+            stats[rec["deployment"], rec["replica"]] = parsed
+    return out, stats
 
 
 class RegistryRefresher:
