@@ -86,6 +86,12 @@ def build_llm_config(spec: DeploymentSpec, fleet: FleetConfig | None = None) -> 
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     elif spec.accelerator.gpu_type:
         kwargs["accelerator_type"] = _ray_accelerator_type(spec.accelerator.gpu_type)
+    if spec.accelerator.type == "gpu" and spec.accelerator.gpu_fraction is not None:
+        # Several replicas share one GPU: the replica's bundle and vLLM's Ray worker reserve the fraction
+        # (vLLM counts any bundle with a GPU share as one device).
+        fraction = spec.accelerator.gpu_fraction
+        kwargs["placement_group_config"] = {"bundles": [{"CPU": 1, "GPU": fraction}]}
+        env.setdefault("VLLM_RAY_PER_WORKER_GPUS", str(fraction))
     if spec.lora is not None:
         from serve.lora import lora_modules
 

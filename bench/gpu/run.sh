@@ -297,5 +297,6 @@ cmd_go() {
 case "${1:-}" in
   stash) cmd_stash "$2" ;;
   go) cmd_go ;;
+  lib) ;;  # sourced by another plan (bench/gpu/replicas.sh): functions only
   *) sed -n 2,20p "$0"; exit 2 ;;
 esac

@@ -79,13 +79,19 @@ def affinity_key(body: Mapping[str, Any], headers: Mapping[str, str]) -> tuple[s
         return "session", session
     messages = body.get("messages")
     if isinstance(messages, list) and messages:
+        # The conversation's start: leading system messages and the first user turn. Later turns extend
+        # the same prefix, so every turn of a conversation gets the same key.
         parts: list[str] = []
-        for m in messages[:2]:
-            content = m.get("content") if isinstance(m, Mapping) else None
+        for m in messages:
+            if not isinstance(m, Mapping):
+                break
+            content = m.get("content")
             if isinstance(content, str):
                 parts.append(content)
             elif isinstance(content, list):
                 parts.extend(p.get("text", "") for p in content if isinstance(p, Mapping))
+            if m.get("role") != "system":
+                break
         text = "\x00".join(parts)
     else:
         prompt = body.get("prompt")

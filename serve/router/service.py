@@ -167,10 +167,11 @@ class RouterService:
         if got is None:  # client went away: closing the upstream connection aborted the engine request
             self.metrics.cancelled.labels(self.metrics.model_label(decision.model)).inc()
             return Response(status_code=499)
-        ep, resp = got
+        ep, resp, outcome = got
         out_headers = {
             "x-qwen-task": decision.task, "x-qwen-model": decision.model,
             "x-qwen-route-reason": _ascii(decision.reason), "x-request-id": rid,
+            "x-qwen-replica": ep.replica, "x-qwen-replica-reason": outcome,
         }
         if resp.status >= 400:
             return await self._upstream_error(ep, resp, decision, out_headers)
@@ -196,7 +197,7 @@ class RouterService:
 
     async def _connect(self, decision: Decision, kind: Kind, payload: bytes, headers: dict[str, str],
                        body: dict[str, Any], request_headers: Mapping[str, str] | None = None,
-                       ) -> tuple[Endpoint, aiohttp.ClientResponse]:
+                       ) -> tuple[Endpoint, aiohttp.ClientResponse, str]:
         """Open the upstream request, failing over to another replica or candidate on connect errors."""
         assert self.session is not None
         tried: list[Endpoint] = []
@@ -214,7 +215,7 @@ class RouterService:
             self.registry.acquire(ep)
             try:
                 resp = await self.session.post(ep.url + PATHS[kind], data=payload, headers=headers)
-                return ep, resp
+                return ep, resp, outcome
             except BaseException as exc:
                 self.registry.release(ep)
                 if not isinstance(exc, _CONNECT_ERRORS):

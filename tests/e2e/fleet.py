@@ -18,12 +18,22 @@ API_KEYS = ("e2e-key-1", "e2e-key-2")
 LIMITED_KEYS = {"e2e-rpm": "e2e-key-rpm", "e2e-tpm": "e2e-key-tpm"}
 RPM_LIMIT = 3
 TPM_LIMIT = 1000
+#: The deployment the replica-routing tests use: two engine replicas under prefix affinity.
+TWO_REPLICAS = "qwen-coder"
+AFFINITY = {"policy": "prefix_affinity", "load_guard": 1.0, "slack": 2}
 
 
 def e2e_fleet(keys_file: str | Path | None = None) -> dict[str, Any]:
-    """The demo profile with API keys required (keys from ``QWEN_SERVE_API_KEYS`` and ``keys_file``)."""
+    """The demo profile with API keys required (keys from ``QWEN_SERVE_API_KEYS`` and ``keys_file``) and
+    two replicas of ``TWO_REPLICAS`` under prefix affinity."""
     data = yaml.safe_load((ROOT / "deploy" / "profiles" / "demo.yaml").read_text())
     data["name"] = "e2e"
+    for dep in data["deployments"]:
+        if dep["name"] == TWO_REPLICAS:
+            dep["replicas"] = 2
+            dep["replica_routing"] = dict(AFFINITY)
+    # Each engine replica holds 2 logical CPUs (its actor and its engine bundle), the router one more.
+    data["ray"]["num_cpus"] = 2 * sum(d.get("replicas", 1) for d in data["deployments"]) + 2
     security = {**data.get("security", {}), "require_api_key": True,
                 "api_keys_env": "QWEN_SERVE_API_KEYS", "metrics_public": True}
     if keys_file is not None:

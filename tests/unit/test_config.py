@@ -169,6 +169,21 @@ def test_gpu_fraction_below_memory_utilization() -> None:
     assert "accelerator.gpu_fraction=0.2 needs engine gpu_memory_utilization <= 0.2 (got 0.5)" in error_of(fleet(d))
 
 
+def test_gpu_fraction_reserves_a_share_of_one_gpu_per_replica() -> None:
+    from serve.config import FleetConfig
+    from serve.deployments import build_llm_config
+
+    d = {"name": "q", "variant": "qwen2.5-7b-instruct", "replicas": 4,
+         "accelerator": {"type": "gpu", "gpu_fraction": 0.25}, "engine": {"gpu_memory_utilization": 0.2}}
+    cfg = FleetConfig.from_dict(fleet(d), check_paths=False)
+    llm = build_llm_config(cfg.deployments[0], cfg)
+    assert llm.placement_group_config == {"bundles": [{"CPU": 1, "GPU": 0.25}]}
+    assert llm.runtime_env["env_vars"]["VLLM_RAY_PER_WORKER_GPUS"] == "0.25"
+    whole = {**d, "accelerator": {"type": "gpu"}}
+    plain = build_llm_config(FleetConfig.from_dict(fleet(whole), check_paths=False).deployments[0])
+    assert "VLLM_RAY_PER_WORKER_GPUS" not in ((plain.runtime_env or {}).get("env_vars") or {})
+
+
 def test_replicas_and_autoscaling_both_given() -> None:
     msg = error_of(fleet(dep(replicas=2, autoscaling={"min_replicas": 1, "max_replicas": 3})))
     assert "set either replicas=2 or autoscaling, not both" in msg

@@ -54,6 +54,15 @@ def test_session_id_sticks_regardless_of_content() -> None:
     assert affinity_key({"user": "alice", "messages": []}, {}) == ("session", "alice")
 
 
+def test_every_turn_of_a_conversation_has_the_same_key() -> None:
+    turn1 = {"messages": [{"role": "user", "content": "short first question"}]}
+    turn2 = {"messages": [{"role": "user", "content": "short first question"},
+                          {"role": "assistant", "content": "an answer"}, {"role": "user", "content": "more"}]}
+    assert affinity_key(turn1, {}) == affinity_key(turn2, {}) is not None
+    with_sys = {"messages": [{"role": "system", "content": "S"}, *turn2["messages"]]}
+    assert affinity_key(with_sys, {}) != affinity_key(turn2, {}), "the system prompt is part of the prefix"
+
+
 def test_load_guard_falls_back_when_preferred_is_much_busier() -> None:
     e = eps(2)
     pa = PrefixAffinity(load_guard=2.0, slack=4)
@@ -97,12 +106,18 @@ async def test_router_keeps_shared_prefix_on_one_replica_over_fake_engines() -> 
                 httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as c:
             body = {**chat("You are a helpful travel agent. " * 10, "Plan a day in Vilnius."),
                     "model": "general", "max_tokens": 2}
+            replicas = set()
             for _ in range(6):
-                assert (await c.post("/v1/chat/completions", json=body)).status_code == 200
+                r = await c.post("/v1/chat/completions", json=body)
+                assert r.status_code == 200 and r.headers["x-qwen-replica-reason"] == "affinity"
+                replicas.add(r.headers["x-qwen-replica"])
+            assert len(replicas) == 1 and replicas <= {"r0", "r1"}, "the header names the replica that served"
             served = sorted(e.served for e in app.state.service.registry.load("general").endpoints)
             assert served == [0, 6]
             metrics = (await c.get("/metrics")).text
             assert 'qwen_router_replica_choices_total{model="general",outcome="affinity"} 6.0' in metrics
+            assert 'qwen_router_replica_requests_total{model="general",replica="%d"} 6.0' % int(
+                replicas.pop()[1]) in metrics
     finally:
         a.stop()
         b.stop()
