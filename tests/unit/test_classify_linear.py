@@ -126,3 +126,31 @@ def test_follow_up_can_be_disabled() -> None:
     clf = Classifier(options={"learned": False, "follow_up_chars": 0})
     body = chat("Solve x^2 - 5x + 6 = 0.", "x = 2 or x = 3.", "and if it were 7?")
     assert clf.classify(body).task == "general"
+
+
+def test_text_features_are_distinct_and_sorted() -> None:
+    ids = text_features("the the the the cat cat")
+    assert np.array_equal(ids, np.unique(ids))
+    assert len(text_features("aaaa aaaa aaaa")) < len(text_features("abcd efgh ijkl"))
+
+
+def test_latin_tool_names_split_from_other_scripts_in_word_features() -> None:
+    glued = set(text_features("gitで取り消す").tolist())
+    alone = set(text_features("git").tolist())
+    # the word feature for "git" is shared, though no space separates it from the Japanese
+    assert len(glued & alone) >= 4
+
+
+@pytest.mark.parametrize(("text", "task"), [
+    ("how do i undo the last git commit but keep the changes", "code"),
+    ("excel formula to sum column C only when column A says Madrid", "code"),
+    ("Gitで間違えてmainブランチにコミットしてしまいました。取り消す方法を教えてください。", "code"),
+    ("MySQL에서 날짜별로 주문 수를 세는 쿼리 좀 알려줘", "code"),
+    ("Convert 72 degrees Fahrenheit to Celsius please", "math"),
+    ("How many different 4-digit PIN codes have no repeated digits?", "math"),
+    ("All bloops are razzies and all razzies are lazzies. Are all bloops definitely lazzies?", "reasoning"),
+    ("who won the world cup in 2010", "general"),
+    ("Write a friendly rejection email to a candidate who reached the final round", "general"),
+])
+def test_shipped_classifier_gets_everyday_prompts(clf: Classifier, text: str, task: str) -> None:
+    assert clf.classify(chat(text)).task == task

@@ -17,6 +17,7 @@ language(...)         1.0     one programming language named
 file name             1.0     ``main.py``, ``package.json``, ``Dockerfile``
 keyword(...)          0.7+    tech vocabulary (libraries, tools, concepts): 0.2 + 0.5 per word, up to 3
 tech question         0.4     a question (how/why/what/?/怎么) that names tech vocabulary or a language
+negated(code)         -4.0    "I don't need code", "no code", "sin código": the user wants the answer, not code
 ====================  ======  ==============================================================
 """
 
@@ -30,6 +31,7 @@ from .features import Features, Lexicon, near
 from .lexicon_code import (
     CJK_QUESTION,
     CJK_REQUEST_RE,
+    CODE_NEGATIONS,
     CODE_NOUNS,
     CODE_QUESTIONS,
     CODE_VERBS,
@@ -49,7 +51,7 @@ from .lexicon_code import (
 from .types import Signal, rule
 
 TASK = "code"
-STRUCT_CHARS = 2048
+STRUCT_CHARS = 1024
 IDENT_CHARS = 1024
 
 RULES = (
@@ -67,8 +69,17 @@ _GATES = {"stack trace": ("Traceback", "Exception", "File \"", "error[", "panick
 _ERROR_RE = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b|\bE\d{4}\b|\bTS\d{4}\b|\bORA-\d{5}\b|\berrno\b"
                        r"|\bexit (?:code|status) [1-9]|\bstatus code [45]\d\d\b|\b[45]0[0-9] (?:error|bad|not)")
 _LINE_RE = re.compile(r"^([ \t]*)([#$@]?[\w.]+)?([^\n]*?)[ \t]*$", re.MULTILINE)
-_IDENT_RE = re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]*[a-z0-9]\b|\b[a-z]+[A-Z][a-z0-9]+\w*|\b\w+\.\w+\(|\b\w+\(\)"
-                       r"|\b[A-Z]\w*\.[a-z]\w+|<[a-z]+[ >/]")
+# Identifier shapes, each behind a literal gate (a regex runs only when its gate is in the text): snake_case,
+# camelCase, obj.method(, f(), Class.attr, <tag.
+_IDENT_RES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("_", re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]*[a-z0-9]\b")),
+    ("", re.compile(r"\b[a-z]+[A-Z][a-z0-9]+\w*")),
+    ("(", re.compile(r"\b\w+\.\w+\(")),
+    ("()", re.compile(r"\b\w+\(\)")),
+    (".", re.compile(r"\b[A-Z]\w*\.[a-z]\w+")),
+    ("<", re.compile(r"<[a-z]+[ >/]")),
+)
+MAX_IDENTS = 4
 _FILE_RE = re.compile(r"\b[\w-]+\.([a-z]{1,7}[0-9]?)\b")
 _REGEX_RE = re.compile(r"\\[dwsbDWS][+*?{]|\[a-z|\[0-9|\[\^|\(\?[:=!<]")
 
@@ -76,6 +87,9 @@ _LEX_TECH = Lexicon(**TECH)
 _LEX_LANG = Lexicon(words=PROG_LANGS, stems=("python", "javascri", "typescri", "golang", "kotlin", "haskell"))
 _LEX_QUESTION = Lexicon(**CODE_QUESTIONS)
 _LEX_SQL = Lexicon(phrases=SQL_PHRASES)
+_LEX_NEGATION = Lexicon(**CODE_NEGATIONS)
+# Cancels most of a code request: "I wrote a Python script ... just tell me the time, I don't need code".
+NEGATION_WEIGHT = -4.0
 _VERBS = frozenset(CODE_VERBS)
 _NOUNS = frozenset(CODE_NOUNS)
 _BLOCKERS = frozenset(NOUN_BLOCKERS)
@@ -138,22 +152,36 @@ def _structure(text: str) -> list[tuple[str, float]]:
             tail = rest[-1:] if rest else (first or "")[-1:]
             if tail in (";", "{", "}") or (tail == ":" and first in LINE_STARTS):
                 ends += 1
-    idents = set(_IDENT_RE.findall(text, 0, IDENT_CHARS)) if ("_" in text or "(" in text or "." in text
-                                                              or "<" in text) else set()
+    idents = _identifiers(text[:IDENT_CHARS])
     score = (0.5 * min(symbols, 4) + 0.6 * min(starts, 4) + 0.3 * min(indented, 4) + 0.5 * min(ends, 4))
     out: list[tuple[str, float]] = []
     if score >= 0.5:
         out.append(("syntax(structure)", round(min(score, 3.0), 3)))
     if idents:
-        out.append(("identifiers", round(0.4 * min(len(idents), 4), 3)))
+        out.append(("identifiers", round(0.4 * min(len(idents), MAX_IDENTS), 3)))
     if shell:
         out.append(("shell command", 1.5))
     return out
 
 
+def _identifiers(text: str) -> set[str]:
+    """Distinct code-like identifiers (at most :data:`MAX_IDENTS`: the score counts no more)."""
+    found: set[str] = set()
+    if not ("_" in text or "(" in text or "." in text or "<" in text):
+        return found
+    for gate, rx in _IDENT_RES:
+        if gate in text:
+            found.update(rx.findall(text))
+            if len(found) >= MAX_IDENTS:
+                break
+    return found
+
+
 def _lexical(f: Features, lowered: str) -> list[tuple[str, float]]:
     """Token-level evidence: requests, questions, languages, vocabulary, SQL, shell, file names."""
     out: list[tuple[str, float]] = []
+    if _LEX_NEGATION.any(f):
+        out.append(("negated(code)", NEGATION_WEIGHT))
     noun = near(f, _VERBS, _NOUNS, window=6, blockers=_BLOCKERS)
     if noun is not None or (f.cjk and CJK_REQUEST_RE.search(f.text)):
         out.append(("request(code)", 3.5))

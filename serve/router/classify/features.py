@@ -17,8 +17,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-# c++ / c# / f# / .net first, then letter runs (apostrophes split: python'e -> python e), then numbers.
-TOKEN_RE = re.compile(r"c\+\+|[cf]#|\.net\b|[^\W\d_]+|\d+(?:[.,]\d+)*")
+# c++ / c# / f# / .net first, then letter runs (apostrophes split: python'e -> python e), then numbers. Latin
+# letters and other scripts form separate tokens, so a tool name glued to CJK text or a Korean particle is
+# found ("gitで" -> git, で; "mysql에서" -> mysql, 에서).
+TOKEN_RE = re.compile(r"c\+\+|[cf]#|\.net\b|[a-z\u00c0-\u024f]+|[^\W\d_a-z\u00c0-\u024f]+|\d+(?:[.,]\d+)*")
 CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 STEM_LENGTHS = (4, 5, 6, 7, 8)
 MAX_TOKENS = 400
@@ -35,6 +37,8 @@ class Features:
         norm: ``" " + " ".join(tokens) + " "``, for word-bounded phrase look-ups.
         numbers: Count of numeric tokens.
         cjk: Whether the text contains Chinese, Japanese or Korean characters.
+        chars: The distinct characters of the text when ``cjk`` (a CJK keyword is searched for only when its
+            first character occurs), else empty.
     """
 
     text: str
@@ -43,6 +47,7 @@ class Features:
     norm: str
     numbers: int
     cjk: bool
+    chars: frozenset[str] = frozenset()
     _prefixes: frozenset[str] | None = field(default=None, repr=False)
     _grams: frozenset[str] | None = field(default=None, repr=False)
 
@@ -54,7 +59,8 @@ class Features:
         words = uniq | {t[:-1] for t in uniq if len(t) > 3 and t[-1] == "s"}
         numbers = sum(1 for t in tokens if t[0].isdigit())
         cjk = not focus_lowered.isascii() and CJK_RE.search(focus_lowered) is not None
-        return cls(focus_lowered, tokens, frozenset(words), " " + " ".join(tokens) + " ", numbers, cjk)
+        return cls(focus_lowered, tokens, frozenset(words), " " + " ".join(tokens) + " ", numbers, cjk,
+                   frozenset(focus_lowered) if cjk else frozenset())
 
     @property
     def grams(self) -> frozenset[str]:
@@ -116,7 +122,7 @@ class Lexicon:
             out += [p[1:-1] for k in sorted(self.phrase_keys & f.grams) for p in self.phrase_index[k]
                     if p in f.norm]
         if f.cjk and len(out) < limit:
-            out += [k for k in self.cjk if k in f.text]
+            out += [k for k in self.cjk if k[0] in f.chars and k in f.text]
         return out[:limit]
 
     def any(self, f: Features) -> bool:
@@ -128,7 +134,7 @@ class Lexicon:
         for k in self.phrase_keys & f.grams:
             if any(p in f.norm for p in self.phrase_index[k]):
                 return True
-        return f.cjk and any(k in f.text for k in self.cjk)
+        return f.cjk and any(k[0] in f.chars and k in f.text for k in self.cjk)
 
 
 def near(f: Features, first: frozenset[str], second: frozenset[str], window: int = 8,

@@ -52,6 +52,11 @@ _STOPWORDS: dict[str, frozenset[str]] = {
     "id": _words("dan yang di ini itu dengan untuk tidak dari saya apa bagaimana adalah"),
     "vi": _words("và của là có không một những cho với tôi bạn này được trong"),
 }
+# Stopword -> the languages that use it (one dict look-up per token instead of one set per language).
+_WORD_LANGS: dict[str, tuple[str, ...]] = {}
+for _lang, _stop in _STOPWORDS.items():
+    for _w in _stop:
+        _WORD_LANGS[_w] = (*_WORD_LANGS.get(_w, ()), _lang)
 # Letters that (almost) only one candidate language uses: strong evidence.
 _DIACRITICS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("lt", re.compile(r"[ėįųū]")),
@@ -77,6 +82,9 @@ def detect_language(text: str) -> str:
     sample = text[:SAMPLE_CHARS]
     if not sample.strip():
         return "und"
+    if sample.isascii():
+        # No other script and no diacritics: only the stopwords can tell (fast path, most traffic).
+        return _latin_language(sample.lower()) if _LATIN.search(sample) else "und"
     counts = {name: len(rx.findall(sample)) for name, rx in _SCRIPTS}
     latin = len(_LATIN.findall(sample))
     script, n = max(counts.items(), key=lambda kv: kv[1])
@@ -103,15 +111,15 @@ def _latin_language(lowered: str) -> str:
     tokens = _WORD.findall(lowered)[:120]
     scores = dict.fromkeys(_STOPWORDS, 0.0)
     for tok in tokens:
-        for lang, stop in _STOPWORDS.items():
-            if tok in stop:
-                scores[lang] += 1.0
-    for lang, rx in _DIACRITICS:
-        hits = len(rx.findall(lowered))
-        if hits:
-            scores[lang] += 1.5 + min(hits, 6) * 0.5
-    if re.search(r"[ąčęšž]", lowered) and scores["lt"] >= scores["pl"]:
-        scores["lt"] += 1.0
+        for lang in _WORD_LANGS.get(tok, ()):
+            scores[lang] += 1.0
+    if not lowered.isascii():
+        for lang, rx in _DIACRITICS:
+            hits = len(rx.findall(lowered))
+            if hits:
+                scores[lang] += 1.5 + min(hits, 6) * 0.5
+        if re.search(r"[ąčęšž]", lowered) and scores["lt"] >= scores["pl"]:
+            scores["lt"] += 1.0
     best = max(scores.items(), key=lambda kv: kv[1])
     if best[1] <= 0:
         return "en" if lowered.isascii() else "und"

@@ -53,6 +53,10 @@ TECH = {
         "vlookup", "xlookup", "sumif", "sumifs", "countif", "iferror", "spreadsheet", "airflow",
         "spark", "hadoop", "dbt", "snowflake", "bigquery", "tableau", "powerbi", "salesforce", "lwc",
         "wordpress", "shopify", "twilio", "zapier", "arduino", "esp32", "mqtt",
+        # spreadsheets (formulas count as code) and their localised function names
+        "excel", "excelyje", "excelio", "excel'yje", "эксель", "экселе", "excel's", "xlsx", "vlookup", "hlookup",
+        "sverweis", "buscarv", "procv", "recherchev", "index-match", "arrayformula", "importrange", "dax",
+        "macro", "macros", "makro", "postgresql", "psql", "pgadmin", "phpmyadmin", "ssms",
         # concepts
         "code", "coding", "codebase", "programming", "programmer", "developer", "debug", "debugging",
         "debugger", "compile", "compiler", "compiling", "compiled", "runtime", "refactor", "refactoring",
@@ -90,7 +94,11 @@ TECH = {
         "programmation", "fonction", "programmieren", "quellcode", "funktion", "skript", "datenbank",
         # ru
         "код", "программирование", "скрипт", "функция", "функцию", "функции", "ошибка", "массив", "сервер",
-        "запрос", "база", "переменная", "класс", "метод", "библиотека", "компилятор",
+        "запрос", "база", "переменная", "класс", "метод", "библиотека", "компилятор", "докер", "гит",
+        "питоне", "таблицах", "формула", "формулу", "макрос", "sql-запрос", "postgres", "линукс",
+        # ar
+        "بايثون", "جافاسكريبت", "جافا", "إكسل", "اكسل", "دالة", "الدالة", "برمجة", "البرمجة", "الكود", "كود",
+        "برنامج", "برنامجاً", "استعلام", "مكتبة", "خادم", "الخادم",
     ),
     "stems": (
         # lt
@@ -108,16 +116,30 @@ TECH = {
         "command line", "environment variable", "environment variables", "foreign key", "primary key",
         "visual studio", "vs code", "node js", "next js", "react native", "spring boot", "ruby on rails",
         "machine learning model", "base de datos", "error de sintaxis", "duomenų bazė", "duomenų bazės",
-        "google sheets", "excel formula", "monotonic stack", "monotonous stack", "seq scan", "explain analyze",
+        "google sheets", "excel formula", "google sheet", "apps script", "power bi", "conditional format", "monotonic stack", "monotonous stack", "seq scan", "explain analyze",
         "longest increasing subsequence", "sliding window", "two pointers", "pivot table", "csv file", "power query", "conditional formatting", "objective c",
     ),
     "cjk": (
         "代码", "编程", "程序", "脚本", "报错", "调试", "编译", "数据库", "前端", "后端", "接口", "正则", "变量", "数组",
         "字符串", "递归", "异常", "函数", "爬虫", "部署", "容器", "服务器", "框架", "组件", "依赖", "内存泄漏",
-        "并发", "线程", "进程", "索引", "查询", "语法", "单元测试", "コード", "プログラム", "関数", "エラー", "変数",
+        "并发", "线程", "进程", "索引", "查询", "语法", "单元测试", "表格公式", "单元格", "谷歌表格", "wps表格", "反向代理",
+        "端口", "エクセル", "セル", "スプレッドシート", "コマンド", "ブランチ", "コミット", "リポジトリ", "コンテナ", "엑셀",
+        "셀에", "파이썬", "자바스크립트", "도커", "쿼리", "리눅스", "깃허브", "브랜치", "커밋", "컨테이너", "コード", "プログラム", "関数", "エラー", "変数",
         "配列", "ファイル", "サーバー", "データベース", "スクリプト", "ライブラリ", "コンパイル", "バグ", "코드",
         "프로그램", "함수", "에러", "오류", "변수", "배열", "서버", "데이터베이스", "스크립트", "컴파일", "버그",
     ),
+}
+
+# "Just tell me the time, I don't need code": the user mentions code but wants something else (the number).
+CODE_NEGATIONS = {
+    "phrases": (
+        "don't need code", "dont need code", "do not need code", "don't need the code", "no code",
+        "not code", "not the code", "without code", "no need for code", "don't want code", "do not want code",
+        "not looking for code", "don't write code", "don't need a script", "don't need a program",
+        "no programming", "sin código", "no necesito código", "ohne code", "pas de code", "sans code",
+        "be kodo", "без кода",
+    ),
+    "cjk": ("不需要代码", "不要代码", "不用写代码", "コードは不要", "코드는 필요 없"),
 }
 
 CODE_QUESTIONS = {

@@ -5,14 +5,14 @@ No model is called: inference is numpy only, a sparse dot product over at most a
 Features (all computed on the last user turn's ``focus_lowered`` window, cut to its first :data:`HEAD_CHARS` and
 last :data:`TAIL_CHARS` characters, so the cost is bounded):
 
-* character n-grams, n = 2..4, after collapsing whitespace and mapping digits to ``0`` (works for any script,
+* character n-grams, n = 1..4, after collapsing whitespace and mapping digits to ``0`` (works for any script,
   CJK included), hashed into :data:`BUCKETS` buckets with a fixed 64-bit multiplicative hash (deterministic,
   unlike Python's ``hash``);
 * word unigrams and bigrams of the first and last :data:`WORD_WINDOW` words (``zlib.crc32``, deterministic);
 * dense features from the rule families: each task's score in the last turn, in earlier turns and in the
   system prompt (clipped and scaled to 0..1), plus a few shape features (fences, multi-turn, length).
 
-The sparse features are scaled by ``1/sqrt(count)`` (an approximate L2 norm). Weights ship as
+The sparse features are binary (each distinct bucket once) and scaled by ``1/sqrt(count)`` (their L2 norm). Weights ship as
 ``linear_weights.npz`` next to this module (written by ``bench/route_eval/train.py``).
 """
 
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 WEIGHTS_PATH = Path(__file__).with_name("linear_weights.npz")
 BUCKETS_BITS = 17
 BUCKETS = 1 << BUCKETS_BITS
-NGRAM_MIN, NGRAM_MAX = 2, 4
+NGRAM_MIN, NGRAM_MAX = 1, 4
 WORD_WINDOW = 48
 HEAD_CHARS = 384
 TAIL_CHARS = 256
@@ -46,7 +46,8 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 _SHIFT = np.uint64(64 - BUCKETS_BITS)
 _SALTS = {n: np.uint64((0xA24BAED4963EE407 * n) & 0xFFFFFFFFFFFFFFFF) for n in range(NGRAM_MIN, NGRAM_MAX + 1)}
 _DIGITS = str.maketrans("0123456789", "0000000000")
-_WORD_RE = re.compile(r"\w+")
+# Latin-letter runs apart from other scripts ("gitで" -> git, で), as in :mod:`.features`.
+_WORD_RE = re.compile(r"[a-z\u00c0-\u024f]+|[^\W_a-z\u00c0-\u024f]+")
 _CTX_PREFIXES = ("ctx:",)
 _SYS_PREFIXES = ("sys:",)
 DENSE_NAMES = tuple(f"{scope}:{t}" for scope in ("last", "ctx", "sys") for t in RULE_TASKS) + (
@@ -54,13 +55,13 @@ DENSE_NAMES = tuple(f"{scope}:{t}" for scope in ("last", "ctx", "sys") for t in 
 
 
 def text_features(text: str) -> np.ndarray:
-    """Hashed bucket ids of ``text``'s character n-grams and word uni/bigrams (with repeats).
+    """Distinct hashed bucket ids of ``text``'s character n-grams and word uni/bigrams.
 
     Args:
         text: Lower-cased text (the caller bounds its length).
 
     Returns:
-        ``int64`` array of bucket ids in ``[0, BUCKETS)``; never empty.
+        Sorted ``int64`` array of distinct bucket ids in ``[0, BUCKETS)``; never empty.
     """
     if len(text) > HEAD_CHARS + TAIL_CHARS:
         text = text[:HEAD_CHARS] + " " + text[-TAIL_CHARS:]
@@ -68,6 +69,8 @@ def text_features(text: str) -> np.ndarray:
     codes = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     parts: list[np.ndarray] = []
     h = codes
+    if NGRAM_MIN == 1:
+        parts.append(codes ^ _SALTS[1])
     for n in range(2, NGRAM_MAX + 1):
         if len(codes) < n:
             break
@@ -81,8 +84,12 @@ def text_features(text: str) -> np.ndarray:
     hashed += [zlib.crc32(f"{a} {b}".encode()) ^ 0x5BD1E995 for a, b in zip(words, words[1:], strict=False)]
     hashed.append(0x2545F491)  # constant token: keeps empty texts featurisable
     parts.append(np.asarray(hashed, dtype=np.uint64) | np.uint64(1 << 40))
-    ids = (np.concatenate(parts) * _MIX) >> _SHIFT
-    return ids.astype(np.int64)
+    ids = np.sort(((np.concatenate(parts) * _MIX) >> _SHIFT).astype(np.int64))
+    # Distinct ids (sort + neighbour compare: several times faster than np.unique's hash path here).
+    keep = np.empty(len(ids), dtype=bool)
+    keep[0] = True
+    np.not_equal(ids[1:], ids[:-1], out=keep[1:])
+    return ids[keep]
 
 
 def dense_features(view: RequestView, signals: Sequence[Signal]) -> np.ndarray:

@@ -35,7 +35,7 @@ WORD_PROBLEM_CHARS = 1200
 LEXICAL_CAP = 3.0
 
 _STRONG = Lexicon(
-    words=("integral", "integrate", "derivative", "differentiate", "antiderivative", "eigenvalue",
+    words=("anagram", "anagrams", "anagramas", "standardabweichung", "integral", "integrate", "derivative", "differentiate", "antiderivative", "eigenvalue",
            "eigenvector", "determinant", "polynomial", "quadratic", "logarithm", "probability", "variance",
            "factorial", "permutation", "combinatorics", "binomial", "matrix", "matrices", "equation",
            "inequality", "inequalities", "hypotenuse", "pythagorean", "trigonometry", "modulo", "gcd", "lcm",
@@ -52,10 +52,14 @@ _STRONG = Lexicon(
              "cube root", "simplify the expression", "slope of", "system of equations", "log base",
              "arithmetic sequence", "geometric series", "raíz cuadrada", "máximo común divisor",
              "common denominator", "confidence interval", "normal distribution", "z score", "t test",
-             "unit conversion", "convert to", "in terms of", "compound interest", "simple interest"),
+             "unit conversion", "convert to", "in terms of", "compound interest", "simple interest",
+             "desviación típica", "desviación estándar", "écart type", "desvio padrão", "стандартное отклонение",
+             "standartinis nuokrypis", "الانحراف المعياري", "expected number", "how many ways", "in how many ways",
+             "de combien de façons", "wie viele möglichkeiten", "quantas maneiras", "сколькими способами",
+             "kiek būdų"),
     cjk=("方程", "积分", "導数", "导数", "微分", "概率", "几率", "期望值", "方差", "矩阵", "行列式", "特征值", "多项式", "对数",
          "勾股", "阶乘", "最大公约数", "最小公倍数", "不等式", "平方根", "方程式", "確率", "積分", "방정식", "적분", "미분",
-         "확률", "행렬", "极限", "排列组合"),
+         "확률", "행렬", "极限", "排列组合", "标准差", "標準偏差", "표준편차", "경우의 수", "何通り", "多少种", "几种"),
 )
 _MODERATE = Lexicon(
     words=("triangle", "circle", "radius", "diameter", "circumference", "perimeter", "area", "twice",
@@ -69,15 +73,18 @@ _MODERATE = Lexicon(
            "odds", "chance", "chances", "dice", "coin", "coins", "deck", "marbles", "balls",
            "triángulo", "área", "perímetro", "volumen", "porcentaje", "promedio", "media", "fracción",
            "velocidad", "distancia", "pourcentage", "moyenne", "dreieck", "fläche", "prozent",
-           "durchschnitt", "percentuale", "triangolo", "média", "треугольник", "площадь", "процент", "среднее"),
-    stems=("trikamp", "plotas", "plotą", "perimetr", "tūris", "tūrį", "spindul", "trupmen", "procent",
+           "durchschnitt", "percentuale", "triangolo", "média", "треугольник", "площадь", "процент", "среднее",
+           "fahrenheit", "celsius", "фаренгейту", "фаренгейта", "цельсиях", "цельсия", "فهرنهايت", "مئوية",
+           "discount", "rabatt", "descuento", "desconto", "remise", "скидка", "скидкой", "nuolaida", "nuolaidą"),
+    stems=("farenheit", "celsij", "trikamp", "plotas", "plotą", "perimetr", "tūris", "tūrį", "spindul", "trupmen", "procent",
            "vidurk", "pirmin", "skaiči", "aritmet", "geometr", "greiti", "atstum", "kvadrat", "stačiakamp",
            "apskritim", "площад", "процент", "скорост"),
     phrases=("half of", "volume of", "sum of", "product of", "prime number", "prime numbers", "graph of",
              "function f", "interest rate", "per hour", "per day", "per cent", "how many ways", "at random",
              "números primos", "por ciento"),
     cjk=("三角形", "面积", "周长", "体积", "半径", "直径", "圆", "质数", "素数", "分数", "百分之", "百分比", "平均", "比例",
-         "数列", "几何", "代数", "余数", "面積", "넓이", "평균", "速度", "距离", "利息", "折", "倍"),
+         "数列", "几何", "代数", "余数", "面積", "넓이", "평균", "速度", "距离", "利息", "折", "倍", "华氏", "摄氏", "華氏",
+         "摂氏", "화씨", "섭씨", "부피", "体積", "注满", "进水管", "打折", "折扣", "原价", "割引", "할인"),
 )
 _IMPERATIVE = Lexicon(
     words=("solve", "calculate", "compute", "evaluate", "simplify", "factor", "factorise", "factorize",
@@ -99,7 +106,10 @@ _QUANTITY = Lexicon(
              "what is it worth", "how much is", "what will it be worth", "find the", "calculate the",
              "work out", "figure out how", "what is the probability", "what's the probability",
              "wie viel", "wie viele", "wie lange", "cuál es el valor", "cuál es la probabilidad", "koks yra",
-             "kokia yra", "kokia tikimybė"),
+             "kokia yra", "kokia tikimybė", "wie teuer", "was war der", "wie hoch ist", "wie hoch war",
+             "quel était", "quel est le prix", "cuál era", "cuál es el precio", "qual era", "qual vai ser",
+             "qual será", "quanto era", "quanto custa", "каков", "какова", "какой была", "koks buvo",
+             "kokia buvo", "what was the original", "what is the original"),
     cjk=("多少", "几个", "几只", "几天", "几岁", "几分钟", "几小时", "几次", "几元", "几年", "几米", "几块", "几人", "几本",
          "是几", "何個", "いくつ", "몇", "얼마", "几"),
 )
@@ -108,8 +118,9 @@ _ANSWER = Lexicon(
              "just need the number", "just tell me the number", "just give me the number",
              "solo quiero el resultado", "solo el resultado", "dime solo el resultado", "tik atsakymą",
              "pasakyk tik atsakymą", "final answer", "numeric answer", "exact value", "round to",
-             "rounded to", "to two decimal places", "decimal places"),
-    cjk=("直接告诉我答案", "只要答案", "保留两位小数", "答案是多少"),
+             "rounded to", "to two decimal places", "decimal places", "by hand", "à la main", "a mano",
+             "von hand", "per hand", "à mão", "вручную", "ranka"),
+    cjk=("直接告诉我答案", "只要答案", "保留两位小数", "答案是多少", "手算", "手计算", "手計算", "손으로 계산"),
 )
 _TOPIC = Lexicon(words=("math", "maths", "mathematics", "matemáticas", "matemática", "matematika", "matematikos",
                         "математика", "математику", "mathe", "mathématiques"), cjk=("数学",))
@@ -141,7 +152,9 @@ _EQUATION_RES = tuple(re.compile(p) for p in (
 _EQUATION_GATES = ("=", "^", "**", "²", "³", "∫", "∑", "√", "∞", "≤", "≥", "≠", "π", "∂", "log", "sin(", "cos(",
                    "tan(", "sqrt(", "ln(")
 _CJK_SOLVE_RE = re.compile(r"求\s*\d|求.{0,24}?(?:的和|的值|的积|面积|概率|最小值|最大值|第\s?\d+\s?项|通项|多少)")
-_ARITH_RE = re.compile(r"\d\s?%\s?of\s\$?\d|what is -?\d|\d\s?/\s?\d+\s?\?|\d\s?[+*×÷^]\s?\(?-?\d|\d\s[-/]\s\(?\d|\d\s?=\s?\?|\d\s?\*\*\s?\d")
+# Every branch but one starts with a digit: factored out, the engine rejects most positions at once.
+_ARITH_RE = re.compile(r"\d(?:\s?%\s?of\s\$?\d|\s?/\s?\d+\s?\?|\s?[+*×÷^]\s?\(?-?\d|\s[-/]\s\(?\d|\s?=\s?\?"
+                       r"|\s?\*\*\s?\d)|what is -?\d")
 _UNIT_NUM_RE = re.compile(r"\d\s?(?:%|°|km/h|m/s|\$|€)|[$€£¥]\s?\d|\d\s?(?:公里|小时|分钟|米|千克|个|只|天|元|人)")
 _RATE_CUES = frozenset(("per", "each", "every", "rate", "percent", "total", "remaining", "left", "rounded",
                         "chance", "odds", "probability", "average", "faster", "slower", "more", "less",

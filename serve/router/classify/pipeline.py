@@ -13,7 +13,7 @@ Decision rules, in order:
    the more specialised deployment handles the overlap better (a coder model does maths in code; the math model
    shows its work step by step).
 5. **Confident rules decide; otherwise the linear model.** When the best rule score reaches ``confident``
-   (default 2.5) and leads the runner-up by ``margin`` (0.5), the rules' task stands. Otherwise the small
+   (default 3.5) and leads the runner-up by ``margin`` (0.5), the rules' task stands. Otherwise the small
    learned model (:mod:`.linear`: logistic regression over hashed character n-grams, words and the rule scores)
    picks the task; a class that is not configured falls back to the default task, and a specialised class the
    rules did not also reach the threshold for needs p >= ``linear_min_p`` (else the rules' decision stands).
@@ -69,10 +69,10 @@ REASON_SIGNALS = 4
 # the last turn over the threshold, but never routes a request on its own.
 DEFAULT_CONTEXT_CAP = 0.9
 _CONTEXT_PREFIXES = ("ctx:", "sys:")
-DEFAULT_CONFIDENT = 2.5
+DEFAULT_CONFIDENT = 3.5
 DEFAULT_MARGIN = 0.5
 DEFAULT_FOLLOW_UP_CHARS = 160
-DEFAULT_LINEAR_MIN_P = 0.4
+DEFAULT_LINEAR_MIN_P = 0.3
 # A follow-up inherits the context's task when the earlier turns' (decayed) evidence reaches this.
 FOLLOW_UP_MIN = 0.35
 # The linear model overrides a continuation only when it is at least this sure of another task.
@@ -90,8 +90,8 @@ class Classifier:
     ``context_cap`` (0.9, most that context can add to one task),
     ``tie_order`` (sequence of task names), ``header_name`` (``x-qwen-task``), ``head_chars`` (1024),
     ``tail_chars`` (3072), ``context_chars`` (2048), ``system_chars`` (1024), ``learned`` (True: use the
-    shipped linear model when the rules are not confident), ``confident`` (2.5) and ``margin`` (0.5): rule
-    confidence, ``follow_up_chars`` (160, 0 disables continuation), ``linear_min_p`` (0.4, see the module docstring).
+    shipped linear model when the rules are not confident), ``confident`` (3.5) and ``margin`` (0.5): rule
+    confidence, ``follow_up_chars`` (160, 0 disables continuation), ``linear_min_p`` (0.3, see the module docstring).
     """
 
     def __init__(self, tasks: Sequence[str] = DEFAULT_TASKS, default_task: str = "general",

@@ -12,7 +12,8 @@ puzzle framing        2.0    "only one weighing", "how can you tell", "what am I
 /think                1.5    Qwen3's soft switch in the prompt
 logic                 1.0    therefore, deduce, must be true, premises, fallacy ... (up to 2 distinct)
 step by step          1.0    step by step / 一步一步 / paso a paso / žingsnis po žingsnio ...
-dilemma / planning    1.0    dilemma, game theory, optimal strategy, trade-offs under constraints
+dilemma / planning    1.0    dilemma, game theory, optimal strategy, trade-offs, "weigh it up", "is it feasible"
+negated(proof)        -3.5   "not asking for a formal proof", "不用严格证明": the user wants the idea (maths)
 ====================  =====  ===============================================================
 
 Tie-breaking puts math before reasoning: "solve step by step: 2x + 3 = 7" is math (equation 2.0 +
@@ -42,22 +43,30 @@ _LEXICONS: tuple[tuple[str, float, Lexicon], ...] = (
         words=("puzzle", "puzzles", "riddle", "riddles", "brainteaser", "knights", "knaves", "knave",
                "truthteller", "liar", "liars", "paradox", "syllogism", "acertijo", "acertijos", "adivinanza",
                "adivinanzas", "rompecabezas", "paradoja", "mienten", "miente", "énigme", "devinette", "rätsel",
-               "indovinello", "enigma", "charada", "загадка", "загадку", "головоломка", "головоломку",
+               "indovinello", "enigma", "charada", "загадка", "загадку", "задачка", "головоломка", "головоломку",
+               "لغز", "اللغز",
                "парадокс", "lateral", "sudoku", "nonogram", "kakuro"),
         stems=("galvosū", "mįsl", "meluoj", "melagi", "paradoks", "sąmojing"),
         phrases=("brain teaser", "logic puzzle", "logic problem", "logic question", "logic grid", "who is lying",
                  "who was lying", "always lies", "always tells the truth", "tells the truth", "zebra puzzle",
                  "monty hall", "river crossing", "trick question", "thinking outside the box"),
         cjk=("谜题", "谜语", "脑筋急转弯", "逻辑题", "说谎", "说真话", "悖论", "なぞなぞ", "パズル", "수수께끼", "퍼즐",
-             "推理题", "智力题"))),
+             "推理题", "智力题", "嘘つき", "正直者", "거짓말쟁이", "정직한", "过河", "天平"))),
     ("inference question", 2.5, Lexicon(
         phrases=("does it follow", "does this follow", "does that follow", "does it mean that", "can we conclude",
                  "can you conclude", "can one conclude", "can we infer", "can we deduce", "is this argument valid",
                  "is the argument valid", "is this reasoning valid", "is this reasoning correct",
                  "is this argument sound", "logically valid", "es válido este razonamiento", "se puede concluir",
                  "ar šis samprotavimas", "ar galima daryti išvadą", "valid or invalid", "necessarily true",
-                 "must be true", "must be false", "which conclusion"),
-        cjk=("能否推出", "能不能推出", "是否成立", "逻辑漏洞", "一定成立", "必然成立"))),
+                 "must be true", "must be false", "which conclusion", "is that logically sound", "is it valid",
+                 "is this valid", "ce raisonnement est il valide", "ce raisonnement est-il valide", "folgt daraus",
+                 "esse raciocínio é válido", "este razonamiento", "значит ли это", "это рассуждение",
+                 "هل هذا الاستدلال", "what is wrong with this reasoning", "what's wrong with this reasoning",
+                 "critique this argument", "explain the flaw", "what is the flaw", "what's the flaw",
+                 "flaw in this", "peut on conclure", "peut-on conclure", "schluss gültig", "ist dieser schluss",
+                 "pode se concluir", "можно ли сделать вывод", "можно ли заключить"),
+        cjk=("能否推出", "能不能推出", "是否成立", "逻辑漏洞", "一定成立", "必然成立", "这个推理", "推理成立", "推理有什么问题",
+             "この推論", "推論は正しい", "推論の誤り", "이 추론", "추론에서"))),
     ("think hint", 2.5, Lexicon(
         phrases=("think carefully", "think hard", "think deeply", "think it through", "think before you answer",
                  "reason carefully", "reason through", "reason it through", "explain your reasoning",
@@ -67,7 +76,7 @@ _LEXICONS: tuple[tuple[str, float, Lexicon], ...] = (
                  "razonamiento", "samprotavimą", "samprotavimas", "gerai pagalvok", "pagalvok", "apgalvok", "samprotauk", "pagrįsk",
                  "réfléchis bien", "denk sorgfältig nach", "denk gut nach", "подумай", "рассуди"),
         cjk=("仔细想", "认真思考", "请推理", "推理一下", "深入思考", "推理过程", "说明理由", "说明推理", "よく考え",
-             "잘 생각"))),
+             "잘 생각", "仔细分析", "分析利弊", "一步步分析", "理由も説明", "段階的に考え", "따져보고", "따져서"))),
     ("step by step", 1.0, Lexicon(
         phrases=("step by step", "paso a paso", "žingsnis po žingsnio", "žingsniais", "étape par étape",
                  "schritt für schritt", "шаг за шагом", "passo a passo", "passo dopo passo"),
@@ -78,7 +87,10 @@ _LEXICONS: tuple[tuple[str, float, Lexicon], ...] = (
         phrases=("game theory", "optimal strategy", "best strategy", "winning strategy", "prisoner's dilemma",
                  "trolley problem", "teoría de juegos", "under these constraints", "given these constraints",
                  "with these constraints", "minimum number of", "maximum number of", "in what order",
-                 "what order should", "is it possible to", "is it always", "guarantee"),
+                 "what order should", "is it possible to", "is it always", "guarantee", "trade offs",
+                 "weigh it up", "weigh it all up", "weigh up", "weigh the options", "weigh everything",
+                 "before you give", "give a recommendation", "give me a recommendation", "pick one",
+                 "is that feasible", "is it feasible", "is it realistic", "is this viable", "is it viable"),
         cjk=("困境", "博弈", "最优策略", "怎样安排", "如何安排"))),
     ("puzzle framing", 2.0, Lexicon(
         phrases=("you may only", "you can only", "only one weighing", "only two weighings", "only three weighings",
@@ -100,6 +112,16 @@ _LEXICONS: tuple[tuple[str, float, Lexicon], ...] = (
         cjk=("推断", "推出", "必然", "矛盾", "前提", "结论", "逻辑"))),
 )
 RULES = (rule("/think", TASK, 1.5, r"(?:^|\s)/think\b"),)
+# "Not asking for a formal proof, just the intuition": cancels the proof signal (the user wants the idea: maths).
+_PROOF_NEGATION = Lexicon(
+    phrases=("not asking for a proof", "not asking for a formal proof", "not asking for a rigorous proof",
+             "don't need a proof", "dont need a proof", "do not need a proof", "don't need a formal proof",
+             "don't need a rigorous proof", "no proof", "not a proof", "not a formal proof", "not a rigorous proof",
+             "without a proof", "without proof", "not looking for a proof", "not looking for a rigorous proof",
+             "not looking for a formal proof", "i don't need a proof", "sin demostración", "pas de démonstration",
+             "ohne beweis", "без доказательства"),
+    cjk=("不用严格证明", "不需要证明", "不要证明", "不用证明", "証明は不要", "증명은 필요 없"))
+PROOF_NEGATION_WEIGHT = -3.5
 
 _CONSTRAINTS = Lexicon(
     phrases=("next to", "left of", "right of", "sits between", "sits beside", "sits opposite", "sit between",
@@ -136,6 +158,8 @@ class ReasoningSignals(TextFamily):
                                       prefix + "logic(" + ",".join(hits) + ")"))
             elif lex.any(f):
                 out.append(Signal(self.name, TASK, round(weight * factor, 3), prefix + label))
+        if _PROOF_NEGATION.any(f):
+            out.append(Signal(self.name, TASK, round(PROOF_NEGATION_WEIGHT * factor, 3), prefix + "negated(proof)"))
         if f.norm.endswith(" what am i ") or (f.tokens[:2] in (["what", "has"], ["what", "goes"], ["what", "can"])
                                               and "but" in f.words):
             out.append(Signal(self.name, TASK, round(2.0 * factor, 3), prefix + "riddle framing"))
