@@ -113,9 +113,10 @@ class QwenLLMServer(LLMServer):
         beat = getattr(self, "_heartbeat", None)
         if beat is not None:
             beat.cancel()
-        if self._key is not None:
+        key = getattr(self, "_key", None)  # None when __init__ failed before registering
+        if key is not None:
             try:
-                internal_kv._internal_kv_del(self._key, namespace=KV_NAMESPACE)
+                internal_kv._internal_kv_del(key, namespace=KV_NAMESPACE)
             except Exception:  # noqa: BLE001 - best effort during shutdown
                 logger.debug("could not deregister %s", self._key)
         await super().__del__()

@@ -117,7 +117,7 @@ rcompare() {  # WORKLOAD ROUNDS
 rsummary() { rplan summarize "$RES" && cp "$RES/results.md" "$RES/summary.json" "$OUT/" 2>/dev/null; return 0; }
 
 STEP_LIST=(
-  "setup 120 setup_vl"
+  "setup-vl 120 setup_vl"
   "up 20 rep_up"
   "ready 60 rep_ready"
   "vl 150 vl_check"

@@ -116,8 +116,8 @@ async def test_router_keeps_shared_prefix_on_one_replica_over_fake_engines() -> 
             assert served == [0, 6]
             metrics = (await c.get("/metrics")).text
             assert 'qwen_router_replica_choices_total{model="general",outcome="affinity"} 6.0' in metrics
-            assert 'qwen_router_replica_requests_total{model="general",replica="%d"} 6.0' % int(
-                replicas.pop()[1]) in metrics
+            slot = int(replicas.pop()[1])
+            assert f'qwen_router_replica_requests_total{{model="general",replica="{slot}"}} 6.0' in metrics
     finally:
         a.stop()
         b.stop()
