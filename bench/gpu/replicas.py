@@ -139,7 +139,8 @@ def summarize(run_dir: Path) -> dict[str, Any]:
             "ttft_p99_ms": [rr["p99_ttft_ms"], aff["p99_ttft_ms"]],
             "e2el_p99_ms": [rr["p99_e2el_ms"], aff["p99_e2el_ms"]],
             "failed": [rr["failed"], aff["failed"]],
-            "per_round_ratio": cmp.get("per_round_output_throughput_ratio"),
+            # compare reports A/B (round-robin / affinity) per round; this table reads affinity / round-robin
+            "per_round_ratio": [1 / r for r in cmp.get("per_round_output_throughput_ratio") or [] if r],
             "replicas": {"q7-rr": _hits(before, after, "q7-rr"), "q7-aff": _hits(before, after, "q7-aff")},
         }
     (run_dir / "summary.json").write_text(json.dumps(doc, indent=2))

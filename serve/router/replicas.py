@@ -6,10 +6,13 @@ Task routing picks the variant; these small policies pick which engine replica o
 - :class:`LeastLoaded`: power of two choices on the router's in-flight counts (sample two, take the
   less busy); with two replicas it is simply the less busy one.
 - :class:`PrefixAffinity`: requests that share a prefix (the system prompt and first user turn) or a
-  session (``x-session-id`` header or the ``user`` field) go to the same replica, so vLLM's prefix cache is
-  reused. Rendezvous hashing keeps the mapping stable when replicas come and go. A load guard falls back to
-  least-loaded when the preferred replica is much busier than the least busy one (the failure seen in
-  sglang#21199, where pure cache affinity overloaded one replica).
+  session (``x-session-id`` header or the ``user`` field) go to the replica that served that prefix before,
+  so vLLM's prefix cache is reused. A prefix seen for the first time has no cache anywhere: it goes to the
+  least busy replica (ties broken by rendezvous hashing), so workloads without shared prefixes are balanced
+  like least-loaded. The router remembers a bounded table of recent prefixes; a forgotten prefix, or one whose
+  replica is gone, is placed again. A load guard falls back to least-loaded when the remembered replica is
+  much busier than the least busy one (the failure seen in sglang#21199, where pure cache affinity overloaded
+  one replica).
 
 Every choice returns an ``outcome`` from a closed set for the ``qwen_router_replica_choices_total`` metric.
 """
@@ -20,12 +23,13 @@ import abc
 import hashlib
 import itertools
 import random
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from serve.router.upstream import Endpoint
 
-OUTCOMES = ("round_robin", "least_loaded", "affinity", "affinity_fallback", "session")
+OUTCOMES = ("round_robin", "least_loaded", "affinity", "affinity_new", "affinity_fallback", "session")
 #: Characters of the prompt prefix that define a "shared prefix" for affinity.
 PREFIX_CHARS = 512
 
@@ -107,30 +111,48 @@ def _rendezvous(key: str, endpoints: Sequence[Endpoint]) -> Endpoint:
 
 
 class PrefixAffinity(ReplicaPolicy):
-    """Shared prefixes and sessions stick to one replica unless it is much busier than the least busy.
+    """Shared prefixes and sessions stick to the replica that has them cached unless it is much busier.
 
     Args:
         load_guard: Fall back when ``preferred.ongoing > load_guard * least.ongoing + slack``.
         slack: Absolute in-flight difference always tolerated.
+        max_keys: Prefixes and sessions remembered (least recently used ones are forgotten first).
     """
 
     name = "prefix_affinity"
 
-    def __init__(self, load_guard: float = 2.0, slack: int = 4) -> None:
+    def __init__(self, load_guard: float = 2.0, slack: int = 4, max_keys: int = 65536) -> None:
         self.load_guard = load_guard
         self.slack = slack
+        self.max_keys = max_keys
         self._fallback = LeastLoaded()
+        self._homes: OrderedDict[str, str] = OrderedDict()
 
     def choose(self, endpoints: Sequence[Endpoint], body: Mapping[str, Any],
                headers: Mapping[str, str]) -> tuple[Endpoint, str]:
         key = affinity_key(body, headers)
         if key is None:
             return self._fallback.choose(endpoints, body, headers)
-        preferred = _rendezvous(key[1], endpoints)
+        kind, digest = key
         least = min(endpoints, key=lambda e: (e.ongoing, e.served))
-        if preferred.ongoing > self.load_guard * least.ongoing + self.slack:
+        home_id = self._homes.get(digest)
+        home = next((e for e in endpoints if e.replica == home_id), None) if home_id is not None else None
+        if home is None:
+            # Nothing cached anywhere yet (or its replica is gone): the least busy replica becomes its home.
+            idle = [e for e in endpoints if e.ongoing == least.ongoing]
+            home = _rendezvous(digest, idle)
+            self._remember(digest, home.replica)
+            return home, "session" if kind == "session" else "affinity_new"
+        self._homes.move_to_end(digest)
+        if home.ongoing > self.load_guard * least.ongoing + self.slack:
             return least, "affinity_fallback"
-        return preferred, "session" if key[0] == "session" else "affinity"
+        return home, "session" if kind == "session" else "affinity"
+
+    def _remember(self, digest: str, replica: str) -> None:
+        self._homes[digest] = replica
+        self._homes.move_to_end(digest)
+        while len(self._homes) > self.max_keys:
+            self._homes.popitem(last=False)
 
 
 def make_policy(name: str, options: Mapping[str, Any] | None = None) -> ReplicaPolicy:

@@ -38,12 +38,33 @@ def test_shared_prefix_sticks_and_distinct_prefixes_spread() -> None:
     e = eps(2)
     pa = PrefixAffinity()
     first, outcome = pa.choose(e, chat("You are a SQL expert. " * 20, "q1"), {})
-    assert outcome == "affinity"
+    assert outcome == "affinity_new", "a prefix seen for the first time is cached nowhere yet"
     # the first user turn is part of the prefix key; the same conversation start always maps the same way
     for _ in range(5):
-        assert pa.choose(e, chat("You are a SQL expert. " * 20, "q1"), {})[0] is first
+        assert pa.choose(e, chat("You are a SQL expert. " * 20, "q1"), {}) == (first, "affinity")
     spread = {pa.choose(e, chat(f"system prompt number {i}", "hi"), {})[0].replica for i in range(40)}
     assert spread == {"r0", "r1"}, "different prefixes use both replicas"
+
+
+def test_new_prefixes_go_to_the_least_busy_replica_and_then_stay_there() -> None:
+    e = eps(2)
+    pa = PrefixAffinity(load_guard=2.0, slack=4)
+    e[0].ongoing = 3
+    picks = [pa.choose(e, chat(f"unshared prompt {i}", "x"), {}) for i in range(20)]
+    assert {(ep.replica, out) for ep, out in picks} == {("r1", "affinity_new")}, "no cache yet: balance by load"
+    e[0].ongoing, e[1].ongoing = 0, 3
+    assert pa.choose(e, chat("unshared prompt 7", "x"), {}) == (e[1], "affinity"), "it is cached on r1 now"
+
+
+def test_remembered_prefixes_are_bounded_and_a_gone_replica_is_replaced() -> None:
+    e = eps(3)
+    pa = PrefixAffinity(max_keys=2)
+    homes = [pa.choose(e, chat(f"prefix {i}", "x"), {})[0] for i in range(3)]
+    assert len(pa._homes) == 2
+    assert pa.choose(e, chat("prefix 0", "x"), {})[1] == "affinity_new", "the oldest prefix was forgotten"
+    survivors = [ep for ep in e if ep is not homes[2]]
+    ep, outcome = pa.choose(survivors, chat("prefix 2", "x"), {})
+    assert outcome == "affinity_new" and ep in survivors
 
 
 def test_session_id_sticks_regardless_of_content() -> None:
@@ -106,16 +127,18 @@ async def test_router_keeps_shared_prefix_on_one_replica_over_fake_engines() -> 
                 httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as c:
             body = {**chat("You are a helpful travel agent. " * 10, "Plan a day in Vilnius."),
                     "model": "general", "max_tokens": 2}
-            replicas = set()
+            replicas, reasons = set(), []
             for _ in range(6):
                 r = await c.post("/v1/chat/completions", json=body)
-                assert r.status_code == 200 and r.headers["x-qwen-replica-reason"] == "affinity"
+                assert r.status_code == 200
+                reasons.append(r.headers["x-qwen-replica-reason"])
                 replicas.add(r.headers["x-qwen-replica"])
+            assert reasons == ["affinity_new"] + ["affinity"] * 5
             assert len(replicas) == 1 and replicas <= {"r0", "r1"}, "the header names the replica that served"
             served = sorted(e.served for e in app.state.service.registry.load("general").endpoints)
             assert served == [0, 6]
             metrics = (await c.get("/metrics")).text
-            assert 'qwen_router_replica_choices_total{model="general",outcome="affinity"} 6.0' in metrics
+            assert 'qwen_router_replica_choices_total{model="general",outcome="affinity"} 5.0' in metrics
             slot = int(replicas.pop()[1])
             assert f'qwen_router_replica_requests_total{{model="general",replica="{slot}"}} 6.0' in metrics
     finally:
