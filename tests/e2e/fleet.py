@@ -19,7 +19,7 @@ LIMITED_KEYS = {"e2e-rpm": "e2e-key-rpm", "e2e-tpm": "e2e-key-tpm"}
 RPM_LIMIT = 3
 TPM_LIMIT = 1000
 #: The deployment the replica-routing tests use: two engine replicas under prefix affinity.
-TWO_REPLICAS = "qwen-coder"
+TWO_REPLICAS = "qwen3-moe"
 AFFINITY = {"policy": "prefix_affinity", "load_guard": 1.0, "slack": 2}
 
 
