@@ -191,6 +191,30 @@ def test_dashboard_has_router_and_engine_panels(helm: Helm) -> None:
     assert not by_kind(helm.docs("cpu-demo"), "ConfigMap"), "dashboard disabled in cpu-demo"
 
 
+def test_every_qwen_metric_on_the_dashboard_is_exported_by_the_router(helm: Helm) -> None:
+    import re
+
+    from serve.engine_stats import EngineStats
+    from serve.router.metrics import RouterMetrics
+    from serve.router.upstream import Endpoint
+
+    metrics = RouterMetrics(["m"], ["general"])
+    metrics.watch_replicas(lambda: {"m": [Endpoint("m", "r", "http://h", stats=EngineStats(prefix_queries=1))]})
+    metrics.observe_request("general", "m", 200)
+    metrics.spillovers.labels("saturated").inc()
+    metrics.replica_choices.labels("m", "affinity").inc()
+    metrics.ttft.labels("m").observe(0.1)
+    metrics.e2e.labels("m").observe(0.1)
+    metrics.decision.observe(0.001)
+    exported = {line.split("{")[0].split(" ")[0] for line in metrics.render().decode().splitlines()
+                if line.startswith("qwen_")}
+    cm = next(d for d in by_kind(helm.docs("default"), "ConfigMap") if d["metadata"]["name"].endswith("-dashboard"))
+    dashboard = json.loads(next(iter(cm["data"].values())))
+    used = {m for p in dashboard["panels"] for t in p.get("targets", []) for m in re.findall(r"qwen_\w+", t["expr"])}
+    assert {"qwen_engine_prefix_cache_hits_total", "qwen_router_replica_requests_total"} <= used
+    assert used <= exported, sorted(used - exported)
+
+
 @pytest.mark.parametrize("profile", PROFILES)
 def test_ray_containers_have_no_probes_and_are_hardened(helm: Helm, profile: str) -> None:
     """KubeRay injects Ray probes itself; containers run non-root without privilege escalation."""
