@@ -18,6 +18,9 @@ API_KEYS = ("e2e-key-1", "e2e-key-2")
 LIMITED_KEYS = {"e2e-rpm": "e2e-key-rpm", "e2e-tpm": "e2e-key-tpm"}
 RPM_LIMIT = 3
 TPM_LIMIT = 1000
+#: The first candidate of the code task, admitting only a few requests so the spill-over test saturates it.
+SMALL = "qwen-coder"
+SMALL_MAX_ONGOING = 4
 #: The deployment the replica-routing tests use: two engine replicas under prefix affinity.
 TWO_REPLICAS = "qwen3-moe"
 AFFINITY = {"policy": "prefix_affinity", "load_guard": 1.0, "slack": 2}
@@ -29,6 +32,8 @@ def e2e_fleet(keys_file: str | Path | None = None) -> dict[str, Any]:
     data = yaml.safe_load((ROOT / "deploy" / "profiles" / "demo.yaml").read_text())
     data["name"] = "e2e"
     for dep in data["deployments"]:
+        if dep["name"] == SMALL:
+            dep["max_ongoing_requests"] = SMALL_MAX_ONGOING
         if dep["name"] == TWO_REPLICAS:
             dep["replicas"] = 2
             dep["replica_routing"] = dict(AFFINITY)
