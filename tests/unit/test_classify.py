@@ -187,9 +187,9 @@ def test_tools_alone_do_not_make_code(clf: Classifier) -> None:
 
 
 def test_tools_tip_a_weak_code_signal_over_threshold(clf: Classifier) -> None:
-    text = "check the repo for me"
+    text = "could you take a look at the repo for me when you have a minute"
     assert clf.classify(chat(text)).task == "general"
-    body = chat(text + " and commit", tools=[{"type": "function", "function": {"name": "git_status"}}])
+    body = chat(text, tools=[{"type": "function", "function": {"name": "git_status"}}])
     assert clf.classify(body).task == "code"
 
 
@@ -373,9 +373,13 @@ def test_negated_code_request_cancels_the_code_evidence() -> None:
 
 def test_negated_proof_cancels_the_proof_signal() -> None:
     rules = Classifier(options={"learned": False})
-    text = "not asking for a formal proof, but why are there infinitely many primes? the intuition"
+    text = "not looking for a rigorous proof, but why is 0.999... equal to 1? intuitively"
     assert rules.classify(chat(text)).scores.get("reasoning", 0.0) < 1.0
     assert rules.classify(chat("Prove that there are infinitely many primes.")).scores["reasoning"] >= 3.5
+    # Round 5 convention: the idea of a proof asked casually ("why can't there be a largest prime?") stays
+    # reasoning; the impossibility signal keeps it there once the proof signal is cancelled.
+    idea = "not asking for a formal proof, but why are there infinitely many primes? the intuition"
+    assert rules.classify(chat(idea)).task == "reasoning"
 
 
 def test_tool_names_glued_to_cjk_text_are_tech_vocabulary() -> None:

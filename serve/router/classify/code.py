@@ -16,6 +16,7 @@ language request      1.5     "in python", "using rust", "用python"
 language(...)         1.0     one programming language named
 file name             1.0     ``main.py``, ``package.json``, ``Dockerfile``
 keyword(...)          0.7+    tech vocabulary (libraries, tools, concepts): 0.2 + 0.5 per word, up to 3
+short tech query      1.0     at most 9 tokens, no numbers, naming tech vocabulary or a language
 tech question         0.4     a question (how/why/what/?/怎么) that names tech vocabulary or a language
 negated(code)         -4.0    "I don't need code", "no code", "sin código": the user wants the answer, not code
 ====================  ======  ==============================================================
@@ -80,6 +81,8 @@ _IDENT_RES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("<", re.compile(r"<[a-z]+[ >/]")),
 )
 MAX_IDENTS = 4
+# "numpy mean of each row ignoring nan", "regex for emails": a search-style query naming tech vocabulary.
+SHORT_QUERY_TOKENS = 9
 _FILE_RE = re.compile(r"\b[\w-]+\.([a-z]{1,7}[0-9]?)\b")
 _REGEX_RE = re.compile(r"\\[dwsbDWS][+*?{]|\[a-z|\[0-9|\[\^|\(\?[:=!<]")
 
@@ -197,6 +200,9 @@ def _lexical(f: Features, lowered: str) -> list[tuple[str, float]]:
     tech = _LEX_TECH.find(f, 3)
     if tech:
         out.append(("keyword(" + ",".join(tech) + ")", round(0.2 + 0.5 * len(tech), 3)))
+    if (tech or langs) and len(f.tokens) <= SHORT_QUERY_TOKENS and not f.numbers and "request(code)" not in (
+            label for label, _ in out):
+        out.append(("short tech query", 1.0))
     if (tech or langs) and (not QUESTION_WORDS.isdisjoint(f.tokens[:3]) or "?" in f.text[-200:]
                             or (f.cjk and any(q in f.text for q in CJK_QUESTION))):
         out.append(("tech question", 0.4))

@@ -20,7 +20,7 @@ PROG_LANGS = (
     "nim", "groovy", "vba", "tsql", "plsql", "zsh", "awk", "lisp",
     "cuda", "opencl", "glsl", "hlsl", "wasm", "webassembly",
     "html", "css", "scss", "sass", "jsx", "tsx", "json", "yaml", "toml", "graphql", "pyspark",
-    "python3", "nodejs", "deno", "bun", "pitono", "пайтон", "питон", "джава",
+    "python3", "nodejs", "js", "deno", "bun", "pitono", "пайтон", "питон", "джава",
 )
 
 # Tech vocabulary: libraries, frameworks, tools, platforms, programming concepts (multilingual).
@@ -99,6 +99,7 @@ TECH = {
         # ar
         "بايثون", "جافاسكريبت", "جافا", "إكسل", "اكسل", "دالة", "الدالة", "برمجة", "البرمجة", "الكود", "كود",
         "برنامج", "برنامجاً", "استعلام", "مكتبة", "خادم", "الخادم",
+        "регулярка", "регулярку", "регулярки",
     ),
     "stems": (
         # lt
@@ -117,13 +118,15 @@ TECH = {
         "visual studio", "vs code", "node js", "next js", "react native", "spring boot", "ruby on rails",
         "machine learning model", "base de datos", "error de sintaxis", "duomenų bazė", "duomenų bazės",
         "google sheets", "excel formula", "google sheet", "apps script", "power bi", "conditional format", "monotonic stack", "monotonous stack", "seq scan", "explain analyze",
+        "regular expression", "expresión regular", "expressão regular", "expression régulière",
+        "regulärer ausdruck", "reguliarioji išraiška", "reguliariąja išraiška", "регулярное выражение", "регулярного выражения", "cron expression", "cron job",
         "longest increasing subsequence", "sliding window", "two pointers", "pivot table", "csv file", "power query", "conditional formatting", "objective c",
     ),
     "cjk": (
         "代码", "编程", "程序", "脚本", "报错", "调试", "编译", "数据库", "前端", "后端", "接口", "正则", "变量", "数组",
         "字符串", "递归", "异常", "函数", "爬虫", "部署", "容器", "服务器", "框架", "组件", "依赖", "内存泄漏",
         "并发", "线程", "进程", "索引", "查询", "语法", "单元测试", "表格公式", "单元格", "谷歌表格", "wps表格", "反向代理",
-        "端口", "エクセル", "セル", "スプレッドシート", "コマンド", "ブランチ", "コミット", "リポジトリ", "コンテナ", "엑셀",
+        "端口", "正規表現", "정규식", "정규표현식", "エクセル", "セル", "スプレッドシート", "コマンド", "ブランチ", "コミット", "リポジトリ", "コンテナ", "엑셀",
         "셀에", "파이썬", "자바스크립트", "도커", "쿼리", "리눅스", "깃허브", "브랜치", "커밋", "컨테이너", "コード", "プログラム", "関数", "エラー", "変数",
         "配列", "ファイル", "サーバー", "データベース", "スクリプト", "ライブラリ", "コンパイル", "バグ", "코드",
         "프로그램", "함수", "에러", "오류", "변수", "배열", "서버", "데이터베이스", "스크립트", "컴파일", "버그",

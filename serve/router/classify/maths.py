@@ -133,6 +133,16 @@ _UNITS = frozenset((
     "kilómetros", "litros", "pesos", "days", "weeks", "months", "years", "workers", "people", "apples",
     "percent", "cents", "km/h", "m/s", "°c", "°f", "kw", "kwh", "w", "v", "mb", "gb", "tb",
 ))
+# "from 80 to 92, what % increase is that": a percentage change asked for ("%" is not a token, so it is checked
+# in the text next to a change word and two numbers).
+_PERCENT_CHANGE = Lexicon(
+    phrases=("percent increase", "percentage increase", "percent decrease", "percentage decrease", "percent change",
+             "percentage change", "percent growth", "percentage growth", "by how many percent", "by what percent",
+             "by what percentage", "aumento percentual", "aumento porcentual", "pourcentage d augmentation",
+             "на сколько процентов", "kiek procentų"),
+    cjk=("百分之几", "涨了百分", "增长了百分", "增长率", "何パーセント", "몇 퍼센트", "몇 %"))
+_CHANGE_WORDS = frozenset(("increase", "decrease", "growth", "change", "rise", "drop", "discount", "off", "went",
+                           "grew", "fell", "dropped", "rose", "up", "down"))
 _NUMBER_WORDS = frozenset(("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
                            "twelve", "twenty", "hundred", "thousand", "dozen", "twice", "half", "du", "dvi",
                            "trys", "keturi", "penki", "dos", "tres", "cuatro", "cinco", "diez"))
@@ -206,6 +216,8 @@ def _lexical(f: Features, prose: str) -> list[tuple[str, float]]:
         out.append(("answer request", 2.0))
     if _TOPIC.any(f):
         out.append(("topic(math)", 0.3))
+    if _PERCENT_CHANGE.any(f) or ("%" in f.text and not _CHANGE_WORDS.isdisjoint(f.words) and f.numbers >= 2):
+        out.append(("percent change", 1.5))
     if not f.numbers:
         return _cap(out)
     numbers = f.numbers + len(_NUMBER_WORDS & f.words)
