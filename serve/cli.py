@@ -103,8 +103,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  {name}: {len(eps)} replica(s)")  # noqa: T201
         for e in eps:
             print(f"    {e['replica']} {e['url']} ongoing={e['ongoing']} served={e['served']} "  # noqa: T201
-                  f"healthy={e['healthy']}")
+                  f"healthy={e['healthy']}{_engine_figures(e.get('engine'))}")
     return 0 if code == 200 else 1
+
+
+def _engine_figures(engine: dict[str, Any] | None) -> str:
+    """The engine's own figures of one replica row of ``/v1/status`` (empty when it reports none)."""
+    if not engine:
+        return ""
+    rate = engine.get("hit_rate")
+    hits = "-" if rate is None else f"{100 * rate:.0f}%"
+    return (f" | engine running={engine.get('running', 0)} waiting={engine.get('waiting', 0)} "
+            f"kv={100 * float(engine.get('kv_usage', 0.0)):.0f}% prefix-cache hits={hits}")
 
 
 def cmd_models(args: argparse.Namespace) -> int:

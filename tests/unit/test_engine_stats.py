@@ -112,3 +112,24 @@ def test_metrics_export_per_replica_slots_with_bounded_labels() -> None:
     slots = {line.split('replica="')[1].split('"')[0] for line in text.splitlines()
              if line.startswith("qwen_router_replica_requests_total{")}
     assert slots == {str(i) for i in range(MAX_REPLICA_SLOTS)}, "replica ids never become labels"
+
+
+def test_cli_status_prints_each_replicas_engine_figures(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from serve import cli, stack
+
+    snap = {"endpoints": {"coder": [
+        {"replica": "a", "url": "http://h:1", "ongoing": 1, "served": 9, "healthy": True,
+         "engine": {**EngineStats(prefix_queries=200, prefix_hits=150, running=1, kv_usage=0.25).to_dict(),
+                    "hit_rate": 0.75}},
+        {"replica": "b", "url": "http://h:2", "ongoing": 0, "served": 0, "healthy": True, "engine": None},
+    ]}}
+    answers = {"/ready": (200, {"ready": True}), "/v1/status": (200, snap)}
+    monkeypatch.setattr(stack, "http_json", lambda url: answers[url.removeprefix("http://s")])
+    assert cli.cmd_status(argparse.Namespace(url="http://s", json=False)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "http://s: READY" and lines[1] == "  coder: 2 replica(s)"
+    assert lines[2].endswith("| engine running=1 waiting=0 kv=25% prefix-cache hits=75%")
+    assert lines[3].endswith("healthy=True"), "a replica without engine figures prints none"
