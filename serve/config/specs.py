@@ -160,12 +160,15 @@ class SaturationSpec(StrictModel):
     """When the router treats a deployment as full and spills to the next candidate.
 
     Attributes:
-        max_ongoing_ratio: Fraction of the deployment's effective ``max_ongoing_requests``.
-        queue_threshold: Queued requests tolerated before spilling.
+        max_ongoing_ratio: Fraction of the deployment's effective ``max_ongoing_requests`` (counted from this
+            router replica's own in-flight requests).
+        queue_threshold: Requests waiting in the engines' own queues (summed over the deployment's live
+            replicas, as their heartbeats last reported them, at most a few seconds old) tolerated before
+            spilling; catches load sent by other router replicas. None: engine queues are not consulted.
     """
 
     max_ongoing_ratio: float = Field(default=0.9, gt=0, le=1)
-    queue_threshold: int = Field(default=0, ge=0)
+    queue_threshold: int | None = Field(default=None, ge=0)
 
 
 class RouterSpec(StrictModel):

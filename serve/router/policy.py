@@ -16,6 +16,7 @@ Every decision carries a reason string that ends up in ``x-qwen-route-reason``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,9 @@ from typing import Any
 from serve.router.protocol import InvalidRequestError, ModelNotFoundError, OverloadedError
 from serve.router.tokens import TokenCounter
 from serve.router.upstream import EndpointRegistry
+
+#: Engine figures older than this (seconds; heartbeats come every 2 s) are not used for saturation.
+STATS_FRESH_S = 10.0
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +90,7 @@ class RoutingPolicy:
         self.tokens = tokens
         self.specs = {d.name: d for d in fleet.deployments}
         self.ratio = float(fleet.router.saturation.max_ongoing_ratio)
+        self.queue_threshold = fleet.router.saturation.queue_threshold
         # Derived per-deployment facts, computed once (the config's properties recompute on every access).
         self.caps = {d.name: d.capabilities for d in fleet.deployments}
         self.ctx = {d.name: int(d.context_length) for d in fleet.deployments}
@@ -102,8 +107,17 @@ class RoutingPolicy:
         return max(1, int(ongoing * self.ratio)), hard
 
     def saturated(self, name: str) -> bool:
-        """Whether a deployment is at or above its spill-over threshold."""
-        return self.registry.load(name).ongoing >= self.capacity(name)[0]
+        """Whether a deployment is at or above its spill-over threshold: this router's in-flight requests, or
+        (with ``saturation.queue_threshold``) the requests waiting in its engines' own queues."""
+        if self.registry.load(name).ongoing >= self.capacity(name)[0]:
+            return True
+        return self.queue_threshold is not None and self.engine_waiting(name) > self.queue_threshold
+
+    def engine_waiting(self, name: str) -> int:
+        """Requests waiting in the engines of a deployment, from heartbeats no older than ``STATS_FRESH_S``."""
+        now = time.time()
+        return sum(e.stats.waiting for e in self.registry.load(name).healthy_endpoints
+                   if e.stats is not None and now - e.stats.updated <= STATS_FRESH_S)
 
     # --- capability -------------------------------------------------------------------------------
     def incapable(self, name: str, needs: Needs, body: Mapping[str, Any]) -> str | None:

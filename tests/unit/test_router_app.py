@@ -150,6 +150,32 @@ async def test_saturated_first_candidate_spills_over(router: Any) -> None:
         svc.registry.load("coder").ongoing -= 2
 
 
+async def test_engine_queues_spill_when_a_queue_threshold_is_set(fake_engines: dict[str, FakeEngineServer]) -> None:
+    import time
+
+    from serve.engine_stats import EngineStats
+
+    fleet = FleetConfig.from_dict(fleet_dict(saturation={"max_ongoing_ratio": 0.5, "queue_threshold": 3}))
+    registry = StaticRegistry({n: [e.url] for n, e in fake_engines.items()})
+    app = create_app(fleet, registry)
+    body = chat("```python\nimport os\n```\nexplain this code")
+
+    async def engine_reports(waiting: int, age_s: float = 0.0) -> str:
+        # what a heartbeat brings: the engine's own queue, which this router's in-flight count does not see
+        registry._stats[("coder", "r0")] = EngineStats(waiting=waiting, updated=time.time() - age_s)
+        await registry.refresh()
+        r = await c.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200
+        return f"{r.headers['x-qwen-model']} {r.headers['x-qwen-route-reason']}"
+
+    async with app.router.lifespan_context(app), \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as c:
+        got = await engine_reports(4)
+        assert got.startswith("general ") and "coder:saturated" in got
+        assert (await engine_reports(3)).startswith("coder "), "at the threshold: still the first choice"
+        assert (await engine_reports(50, age_s=60)).startswith("coder "), "stale figures are ignored"
+
+
 async def test_over_hard_limit_everywhere_is_503_with_retry_after(router: Any) -> None:
     c, app = router
     svc = app.state.service
