@@ -21,6 +21,10 @@ TPM_LIMIT = 1000
 #: The first candidate of the code task, admitting only a few requests so the spill-over test saturates it.
 SMALL = "qwen-coder"
 SMALL_MAX_ONGOING = 4
+#: The overload test's deployment admits max_ongoing + max_queued (2x) = 24 at once, so a burst overflows it
+#: reliably even on 2 busy cores, and what it admits finishes quickly.
+BUSY = "qwen3-general"
+BUSY_MAX_ONGOING = 8
 #: The deployment the replica-routing tests use: two engine replicas under prefix affinity.
 TWO_REPLICAS = "qwen3-moe"
 AFFINITY = {"policy": "prefix_affinity", "load_guard": 1.0, "slack": 2}
@@ -34,6 +38,8 @@ def e2e_fleet(keys_file: str | Path | None = None) -> dict[str, Any]:
     for dep in data["deployments"]:
         if dep["name"] == SMALL:
             dep["max_ongoing_requests"] = SMALL_MAX_ONGOING
+        if dep["name"] == BUSY:
+            dep["max_ongoing_requests"] = BUSY_MAX_ONGOING
         if dep["name"] == TWO_REPLICAS:
             dep["replicas"] = 2
             dep["replica_routing"] = dict(AFFINITY)
