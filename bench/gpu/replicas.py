@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from plan import _load  # the sibling GPU plan's JSON reader (this file runs as a script from bench/gpu)
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = os.environ.get("GPU_MODELS_DIR", "/root/models")
@@ -98,13 +99,6 @@ def check() -> int:
 
 
 # --------------------------------------------------------------------------------------------- summary
-def _load(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _hits(before: Any, after: Any, deployment: str) -> list[dict[str, Any]]:
     """Per-replica request and prefix-cache deltas of one deployment between two /v1/status snapshots."""
     def rows(snap: Any) -> dict[str, dict[str, Any]]:
@@ -121,10 +115,19 @@ def _hits(before: Any, after: Any, deployment: str) -> list[dict[str, Any]]:
     return out
 
 
+def _vision(result: Any) -> dict[str, Any] | None:
+    """The image request's outcome from ``vl_request.py``'s output (one URL/model pair)."""
+    if not isinstance(result, dict) or not result:
+        return None
+    image = dict(next(iter(result.values())).get("image") or {})
+    usage = image.pop("usage", None) or {}
+    return {**image, **usage}
+
+
 def summarize(run_dir: Path) -> dict[str, Any]:
     """Affinity (B) against round-robin (A) per workload, with each replica's prefix-cache hit rate."""
     doc: dict[str, Any] = {"workloads": {}, "meta": _load(run_dir / "versions.json") or {},
-                           "vision": _load(run_dir / "vl" / "result.json")}
+                           "vision": _vision(_load(run_dir / "vl" / "result.json"))}
     for name in WORKLOADS:
         cmp = _load(run_dir / name / "compare.json")
         if cmp is None:

@@ -69,32 +69,8 @@ vl_check() {  # an image (64x64 PNG data URL) to `auto`: must be routed to qwen-
   until replicas_ready qwen-vl=1; do
     [ $((SECONDS - t)) -gt 120 ] && { log "qwen-vl has no endpoint after 120 s"; break; }; sleep 3; done
   mkdir -p "$RES/vl"
-  python3 - "$STACK" "$RES/vl" <<'EOF' 2>&1 | tee -a "$LOGS/run.log"
-import base64, json, struct, sys, urllib.error, urllib.request as u, zlib
-def png(w, h):
-    rows = b"".join(b"\x00" + b"".join(bytes((x * 4 % 256, y * 4 % 256, 128)) for x in range(w)) for y in range(h))
-    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + \
-        chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-url = "data:image/png;base64," + base64.b64encode(png(64, 64)).decode()
-body = {"model": "auto", "max_tokens": 16, "messages": [{"role": "user", "content": [
-    {"type": "text", "text": "What is in this picture?"}, {"type": "image_url", "image_url": {"url": url}}]}]}
-req = u.Request(sys.argv[1] + "/v1/chat/completions", data=json.dumps(body).encode(),
-                headers={"content-type": "application/json"})
-out = {}
-try:
-    with u.urlopen(req, timeout=120) as r:
-        data = json.load(r)
-        out = {"status": r.status, "task": r.headers.get("x-qwen-task"), "model": r.headers.get("x-qwen-model"),
-               "reason": r.headers.get("x-qwen-route-reason"), **data.get("usage", {}),
-               "finish_reason": data["choices"][0]["finish_reason"]}
-except urllib.error.HTTPError as e:
-    out = {"status": e.code, "body": e.read().decode()[:2000]}
-except Exception as e:  # noqa: BLE001
-    out = {"status": None, "error": repr(e)[:2000]}
-open(sys.argv[2] + "/result.json", "w").write(json.dumps(out, indent=1))
-print("vision:", json.dumps(out))
-EOF
+  python3 bench/gpu/vl_request.py "$STACK" auto > "$RES/vl/result.json"
+  log "vision: $(tr -d ' \n' < "$RES/vl/result.json" | head -c 600)"
   return 0
 }
 
