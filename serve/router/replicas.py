@@ -93,7 +93,7 @@ def affinity_key(body: Mapping[str, Any], headers: Mapping[str, str]) -> tuple[s
             if isinstance(content, str):
                 parts.append(content)
             elif isinstance(content, list):
-                parts.extend(p.get("text", "") for p in content if isinstance(p, Mapping))
+                parts.extend(p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
             if m.get("role") != "system":
                 break
         text = "\x00".join(parts)

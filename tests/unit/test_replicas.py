@@ -84,6 +84,13 @@ def test_every_turn_of_a_conversation_has_the_same_key() -> None:
     assert affinity_key(with_sys, {}) != affinity_key(turn2, {}), "the system prompt is part of the prefix"
 
 
+def test_affinity_key_ignores_non_text_parts() -> None:
+    odd = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}, "text": 5},
+                                                      {"type": "text", "text": "describe"}]}]}
+    plain = {"messages": [{"role": "user", "content": [{"type": "text", "text": "describe"}]}]}
+    assert affinity_key(odd, {}) == affinity_key(plain, {}) is not None
+
+
 def test_load_guard_falls_back_when_preferred_is_much_busier() -> None:
     e = eps(2)
     pa = PrefixAffinity(load_guard=2.0, slack=4)
