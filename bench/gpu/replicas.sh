@@ -1,40 +1,23 @@
 #!/usr/bin/env bash
-# Replica routing on the lent H200 (issue 9) and Qwen2.5-VL through the stack on the GPU (issue 7). ON THE DEVICE.
+# Replica routing on the lent H200 (issue 9). ON THE DEVICE.
 #
 #   bash bench/gpu/replicas.sh go    # resumable steps, like bench/gpu/run.sh go (same bundle, same stash)
 #
 # One stack (bench/gpu/replicas.py fleet): q7-rr and q7-aff, the same Qwen2.5-7B-shaped engine with two
-# replicas each on the one GPU (a fifth of it per replica), round-robin vs prefix affinity; qwen-vl, a tiny
-# random-weight Qwen2.5-VL that `qwen-serve up` builds there. Steps: setup (+ torchvision from .gpu/vl) -> up
-# -> ready (four 7B replicas) -> vl (an image to `auto`) -> per workload: /v1/status snapshot, `qwen-loadtest
-# compare` rr vs affinity in ABBA rounds, snapshot -> summary. Carry .gpu/vl and .gpu/vl-pil on the first go call.
+# replicas each on the one GPU (a fifth of it per replica), round-robin vs prefix affinity. Steps: setup ->
+# up -> ready (four 7B replicas) -> per workload: /v1/status snapshot, `qwen-loadtest compare` rr vs affinity
+# in ABBA rounds, snapshot -> summary. The first go call may follow `run.sh stash 3` in the same command.
+# Qwen2.5-VL through the stack on the GPU is bench/gpu/vl.sh.
 set -uo pipefail
 export GPU_WORK=${GPU_WORK:-/root/bench-rep}
 # shellcheck source=bench/gpu/run.sh
 source "$(dirname "$0")/run.sh" lib
-export PYTHONPATH=/root/extra-vl:$PYTHONPATH
 rplan() { python3 bench/gpu/replicas.py "$@"; }
-
-setup_vl() {
-  setup || return $?
-  if [ ! -d /root/extra-vl/torchvision ]; then
-    ls .gpu/vl/*.whl >/dev/null 2>&1 || { log "no .gpu/vl wheels carried: carry .gpu/vl on this call"; return 3; }
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /root/extra-vl .gpu/vl/*.whl || return 3
-  fi
-  if ! python3 -c "import PIL" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /root/extra-vl .gpu/vl-pil/*.whl \
-      || log "no PIL on the device and none carried (.gpu/vl-pil): the VL check will fail"
-  fi
-  python3 -c "import torchvision, PIL; print('torchvision', torchvision.__version__, 'PIL', PIL.__version__)" \
-    2>&1 | tail -n 3 | tee -a "$LOGS/run.log"
-  return 0
-}
 
 rep_up() {
   http_ok "$STACK/health" && return 0
   alive stack && return 0
-  mkdir -p "$W/tiny"
-  VL_MODEL_DIR=$W/tiny/qwen-vl STACK_VLLM_CACHE_ROOT=/root/vc-stack rplan fleet "$W/fleet.yaml" \
+  STACK_VLLM_CACHE_ROOT=/root/vc-stack rplan fleet "$W/fleet.yaml" \
     && cp "$W/fleet.yaml" "$LOGS/"
   log "stack: qwen-serve up --config $W/fleet.yaml"
   setsid bash -c "echo \$\$ > $W/stack.pid; exec python3 -m serve.cli up --config $W/fleet.yaml --detach \
@@ -64,16 +47,6 @@ rep_ready() {
   log "not ready yet (out of time in this call)"; return 1
 }
 
-vl_check() {  # an image (64x64 PNG data URL) to `auto`: must be routed to qwen-vl and answered
-  local t=$SECONDS
-  until replicas_ready qwen-vl=1; do
-    [ $((SECONDS - t)) -gt 120 ] && { log "qwen-vl has no endpoint after 120 s"; break; }; sleep 3; done
-  mkdir -p "$RES/vl"
-  python3 bench/gpu/vl_request.py "$STACK" auto > "$RES/vl/result.json"
-  log "vision: $(tr -d ' \n' < "$RES/vl/result.json" | head -c 600)"
-  return 0
-}
-
 status_snap() { python3 -c 'import sys,urllib.request as u; sys.stdout.write(u.urlopen(sys.argv[1]+"/v1/status", timeout=10).read().decode())' "$STACK" > "$1"; }
 
 rcompare() {  # WORKLOAD ROUNDS
@@ -93,13 +66,13 @@ rcompare() {  # WORKLOAD ROUNDS
 rsummary() { rplan summarize "$RES" && cp "$RES/results.md" "$RES/summary.json" "$OUT/" 2>/dev/null; return 0; }
 
 STEP_LIST=(
-  "setup-vl 120 setup_vl"
+  "setup 60 setup"
   "up 20 rep_up"
   "ready 60 rep_ready"
-  "vl 150 vl_check"
+  "random 120 rcompare random 2"
+  "multi-turn-long 260 rcompare multi-turn-long 2"
   "shared-prefix 200 rcompare shared-prefix 4"
   "multi-turn 150 rcompare multi-turn 2"
-  "random 120 rcompare random 2"
   "summary 20 rsummary"
 )
 
