@@ -5,8 +5,8 @@
 #
 # 1. ../shared/gpu/build_bundle.sh with Ray (vLLM 0.26 + its missing deps, Ray 2.58, the two model configs
 #    with the Qwen tokenizer files), unless .gpu already holds a bundle;
-# 2. re-cut it into CHUNK_MB-sized chunks (default 61: one chunk plus the ~2 MB working tree stays under the
-#    64 MiB a call carries, so 3 calls instead of 5);
+# 2. re-cut it into CHUNK_MB-sized chunks (default 45: one chunk, .gpu/extra and the ~6 MB working tree stay
+#    under the 64 MiB a call carries; 4 calls for the 180 MB bundle);
 # 3. .gpu/extra: wheels the project needs there that neither the image nor the bundle has: orjson (router)
 #    and py-spy (profiling the router under load).
 # Then, back to back (the machine is given back 30 s after a reply):
@@ -15,7 +15,7 @@
 #   run(command="bash bench/gpu/run.sh go", timeout_s=600)  # again while it prints CONTINUE
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-CHUNK=$(( ${CHUNK_MB:-61} * 1000000 ))
+CHUNK=$(( ${CHUNK_MB:-45} * 1000000 ))
 if ! ls .gpu/c*/part.* >/dev/null 2>&1; then
   WITH_RAY=1 ../shared/gpu/build_bundle.sh
 fi

@@ -15,6 +15,7 @@ Subcommands:
 - ``workload NAME``: print the load tester's workload arguments of NAME (without tokenizer/model/url).
 - ``summarize DIR``: write ``summary.json`` and ``results.md`` from DIR's compare results and status snapshots.
 - ``check``: validate the fleet with the project's config models.
+- ``sweep DIR``: capacity at a TTFT p99 SLO from a stream-count sweep (``sweep.md``, ``sweep.png``).
 """
 
 from __future__ import annotations
@@ -160,6 +161,86 @@ def render_md(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------------------------- sweep
+def _sweep_points(sweep_dir: Path) -> dict[int, dict[str, tuple[float, float]]]:
+    """streams -> label -> (output tok/s, TTFT p99 ms), from ``c<N>.json`` and the grep'd ``console.txt``."""
+    points: dict[int, dict[str, tuple[float, float]]] = {}
+    for f in sweep_dir.glob("c*.json"):
+        cmp = _load(f)
+        points[int(f.stem[1:])] = {lab: (cmp["endpoints"][lab]["output_throughput"],
+                                         cmp["endpoints"][lab]["p99_ttft_ms"]) for lab in cmp["labels"]}
+    console = sweep_dir / "console.txt"
+    if console.exists():  # compare's table: metric, A (round-robin), B (affinity), ...
+        streams, rows = 0, {}
+        for line in [*console.read_text().splitlines(), "## end"]:
+            if line.startswith("## "):
+                if streams and streams not in points:
+                    points[streams] = {lab: (rows["output_throughput"][i], rows["p99_ttft_ms"][i])
+                                       for i, lab in enumerate(("round-robin", "affinity"))}
+                streams, rows = int(line[4:]) if line[3:4] == "c" else 0, {}
+            elif line.split()[:1] in (["output_throughput"], ["p99_ttft_ms"]):
+                parts = line.split()
+                rows[parts[0]] = (float(parts[1]), float(parts[2]))
+    return dict(sorted(points.items()))
+
+
+def capacity(curve: list[tuple[float, float]], slo_ms: float) -> float | None:
+    """Highest output tok/s along a stream-count curve [(tok/s, TTFT p99 ms), ...] with TTFT p99 <= SLO.
+
+    Between two measured stream counts the curve is taken as linear; past the last point under the SLO
+    nothing is assumed. None when even the first point misses the SLO.
+    """
+    best = None
+    for (t0, p0), (t1, p1) in zip(curve, curve[1:], strict=False):
+        if p0 <= slo_ms:
+            best = max(best or 0.0, t0)
+            if p1 > slo_ms and p1 != p0:
+                best = max(best, t0 + (t1 - t0) * (slo_ms - p0) / (p1 - p0))
+    if curve and curve[-1][1] <= slo_ms:
+        best = max(best or 0.0, curve[-1][0])
+    return best
+
+
+def sweep(sweep_dir: Path, slos_ms: tuple[float, ...] = (500, 1000, 1500, 2000)) -> str:
+    """Write ``sweep.md`` (points, capacity per SLO) and ``sweep.png`` (tok/s against TTFT p99)."""
+    pts = _sweep_points(sweep_dir)
+    labels = ("round-robin", "affinity")
+    lines = ["| streams | RR tok/s | RR TTFT p99 ms | affinity tok/s | affinity TTFT p99 ms | ratio |",
+             "|---|---|---|---|---|---|"]
+    for n, p in pts.items():
+        (rt, rp), (at, ap) = p["round-robin"], p["affinity"]
+        lines.append(f"| {n} | {rt:,.0f} | {rp:,.0f} | {at:,.0f} | {ap:,.0f} | {at / rt:.2f}x |")
+    lines += ["", "| TTFT p99 SLO | RR capacity tok/s | affinity capacity tok/s | ratio |", "|---|---|---|---|"]
+    for slo in slos_ms:
+        cap = [capacity([p[lab] for p in pts.values()], slo) for lab in labels]
+        ratio = f"{cap[1] / cap[0]:.2f}x" if None not in cap else "-"
+        lines.append(f"| {slo / 1000:g} s | " + " | ".join("-" if c is None else f"{c:,.0f}" for c in cap)
+                     + f" | {ratio} |")
+    md = "\n".join(lines) + "\n"
+    (sweep_dir / "sweep.md").write_text(md)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return md
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for lab in labels:
+        xs, ys = [p[lab][1] / 1000 for p in pts.values()], [p[lab][0] for p in pts.values()]
+        ax.plot(xs, ys, marker="o", label=lab)
+        for n, x, y in zip(pts, xs, ys, strict=True):
+            ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("TTFT p99 (s)")
+    ax.set_ylabel("output tokens/s")
+    ax.set_title("multi-turn, 2 replicas on one H200 (point labels: streams)", fontsize=10)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(sweep_dir / "sweep.png", dpi=120)
+    return md
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI of the plan helper."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -168,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("workload").add_argument("name", choices=list(WORKLOADS))
     sub.add_parser("summarize").add_argument("dir")
     sub.add_parser("check")
+    sub.add_parser("sweep").add_argument("dir")
     a = p.parse_args(argv)
     if a.cmd == "fleet":
         Path(a.path).write_text(yaml.safe_dump(fleet_dict(), sort_keys=False))
@@ -177,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                                    "--warmup", str(warmup)]) + "\n")
     elif a.cmd == "summarize":
         sys.stdout.write(render_md(summarize(Path(a.dir))))
+    elif a.cmd == "sweep":
+        sys.stdout.write(sweep(Path(a.dir)))
     else:
         return check()
     return 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Qwen2.5-VL on the lent H200 (issue 7): the real Qwen2.5-VL-3B config (catalog), dummy weights, the real Qwen
 # tokenizer and the VL processor files, under raw `vllm serve` and through the stack, one image each. ON THE DEVICE.
-#   bash bench/gpu/vl.sh     # after the bundle is unpacked (bench/gpu/run.sh stash 1..3 + setup); carry .gpu/vl
+#   bash bench/gpu/vl.sh     # after the bundle is unpacked (bench/gpu/run.sh stash 1..3, then setup with .gpu/c4); carry .gpu/vl
 #                            # (torchvision) and .gpu/vlm (the model folder, made by bench/gpu/README.md's recipe)
 set -uo pipefail
 export GPU_WORK=${GPU_WORK:-/root/bench-vl}
