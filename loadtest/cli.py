@@ -114,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--b-label", default="B")
     cmp.add_argument("--mode", choices=["rounds", "concurrent"], default="rounds")
     cmp.add_argument("--rounds", type=int, default=4)
+    cap = cmp.add_argument_group("capacity at an SLO (a compare per stream count)")
+    cap.add_argument("--concurrency-list", default=None, metavar="N,N,...",
+                     help="compare at each of these stream counts (overrides --max-concurrency)")
+    cap.add_argument("--prompts-per-stream", type=float, default=None,
+                     help="num-prompts = this x the stream count at each level (e.g. 1 conversation per stream)")
+    cap.add_argument("--capacity-metric", default="p99_ttft_ms", help="latency key the SLOs bound")
+    cap.add_argument("--capacity-slo", nargs="+", type=float, default=[1000.0, 2000.0], metavar="MS")
     _add_common_args(cmp)
     rep = sub.add_parser("report", help="rebuild the HTML report of a results directory")
     rep.add_argument("dir")
@@ -295,14 +302,13 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(a: argparse.Namespace) -> int:
-    """``compare``: A vs B interleaved; prints ratios and deltas; writes compare.json/.html."""
+def _compare_once(a: argparse.Namespace, wl: Any, load: Any, out: Path) -> dict[str, Any]:
+    """One A/B comparison (``wl``, ``load``): prints the table, writes compare.json/.html and the records."""
     from loadtest import report
     from loadtest.compare import compare_table, run_compare
     from loadtest.metrics import parse_goodput, parse_percentiles
     from loadtest.workloads import build_workload
 
-    wl, load = workload_config(a), load_config(a)
     oa, ob = client_options(a, "a_", a.a_base_url), client_options(a, "b_", a.b_base_url)
     pcts, goodput = parse_percentiles(a.percentiles), parse_goodput(a.goodput)
     res, records = asyncio.run(
@@ -310,13 +316,47 @@ def cmd_compare(a: argparse.Namespace) -> int:
     )
     res.update(_meta(a, wl))
     _echo(compare_table(res))
-    out = _outdir(a, "compare")
     out.mkdir(parents=True, exist_ok=True)
     report.write_json(out / "compare.json", res)
     for label, recs in records.items():
         report.write_records(out / f"requests-{label}.jsonl", recs)
     (out / "compare.html").write_text(report.render_compare_html(res, records))
     _echo(f"results: {out / 'compare.json'}")
+    return res
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    """``compare``: A vs B interleaved; with ``--concurrency-list``, once per stream count plus capacity."""
+    from loadtest import report
+    from loadtest.capacity import capacity_table, summarize_capacity
+
+    wl, load, out = workload_config(a), load_config(a), _outdir(a, "compare")
+    if not a.concurrency_list:
+        _compare_once(a, wl, load, out)
+        return 0
+    try:
+        levels = sorted({int(x) for x in a.concurrency_list.split(",") if x.strip()})
+    except ValueError as e:
+        raise SystemExit(f"--concurrency-list needs integers, got {a.concurrency_list!r}") from e
+    if not levels or levels[0] < 1:
+        raise SystemExit("--concurrency-list needs stream counts >= 1")
+    points: dict[str, list[dict[str, Any]]] = {a.a_label: [], a.b_label: []}
+    for n in levels:
+        _echo(f"--- {n} streams")
+        level_wl = wl if a.prompts_per_stream is None else wl.model_copy(
+            update={"num_prompts": max(1, math.ceil(a.prompts_per_stream * n))})
+        res = _compare_once(a, level_wl, load.model_copy(update={"max_concurrency": n}), out / f"c{n}")
+        for label in points:
+            if a.capacity_metric not in res["endpoints"][label]:
+                raise SystemExit(f"--capacity-metric {a.capacity_metric!r} is not a result key "
+                                 f"(e.g. p99_ttft_ms, p90_itl_ms, median_e2el_ms; see --percentiles)")
+            points[label].append(res["endpoints"][label])
+    doc = summarize_capacity(levels, points, a.capacity_metric, a.capacity_slo)
+    doc.update(_meta(a, wl))
+    report.write_json(out / "capacity.json", doc)
+    (out / "capacity.md").write_text(capacity_table(doc))
+    (out / "capacity.html").write_text(report.render_capacity_html(doc))
+    _echo(capacity_table(doc) + f"capacity: {out / 'capacity.json'}")
     return 0
 
 

@@ -274,3 +274,15 @@ def render_sweep_html(points: Sequence[dict[str, Any]], stop_reason: str, mode: 
         parts.append("<h2>Curves</h2>" + _img(plots.sweep_curves(loaded, "load"), "sweep curves"))
     parts.append("</body></html>")
     return "".join(parts)
+
+
+def render_capacity_html(doc: Mapping[str, Any]) -> str:
+    """HTML for ``compare --concurrency-list``: capacity per SLO and the throughput-latency curves."""
+    from loadtest.capacity import capacity_table
+
+    return (
+        f"<html><head><meta charset='utf-8'><title>capacity</title><style>{_CSS}</style></head><body>"
+        f"<h1>Capacity at {html.escape(doc['metric'])} SLO</h1><pre>{html.escape(capacity_table(doc))}</pre>"
+        + _img(plots.capacity_curves(doc), "capacity curves")
+        + "</body></html>"
+    )

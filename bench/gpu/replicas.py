@@ -165,7 +165,7 @@ def render_md(doc: dict[str, Any]) -> str:
 def _sweep_points(sweep_dir: Path) -> dict[int, dict[str, tuple[float, float]]]:
     """streams -> label -> (output tok/s, TTFT p99 ms), from ``c<N>.json`` and the grep'd ``console.txt``."""
     points: dict[int, dict[str, tuple[float, float]]] = {}
-    for f in sweep_dir.glob("c*.json"):
+    for f in sweep_dir.glob("c[0-9]*.json"):
         cmp = _load(f)
         points[int(f.stem[1:])] = {lab: (cmp["endpoints"][lab]["output_throughput"],
                                          cmp["endpoints"][lab]["p99_ttft_ms"]) for lab in cmp["labels"]}
@@ -184,60 +184,24 @@ def _sweep_points(sweep_dir: Path) -> dict[int, dict[str, tuple[float, float]]]:
     return dict(sorted(points.items()))
 
 
-def capacity(curve: list[tuple[float, float]], slo_ms: float) -> float | None:
-    """Highest output tok/s along a stream-count curve [(tok/s, TTFT p99 ms), ...] with TTFT p99 <= SLO.
-
-    Between two measured stream counts the curve is taken as linear; past the last point under the SLO
-    nothing is assumed. None when even the first point misses the SLO.
-    """
-    best = None
-    for (t0, p0), (t1, p1) in zip(curve, curve[1:], strict=False):
-        if p0 <= slo_ms:
-            best = max(best or 0.0, t0)
-            if p1 > slo_ms and p1 != p0:
-                best = max(best, t0 + (t1 - t0) * (slo_ms - p0) / (p1 - p0))
-    if curve and curve[-1][1] <= slo_ms:
-        best = max(best or 0.0, curve[-1][0])
-    return best
-
-
 def sweep(sweep_dir: Path, slos_ms: tuple[float, ...] = (500, 1000, 1500, 2000)) -> str:
-    """Write ``sweep.md`` (points, capacity per SLO) and ``sweep.png`` (tok/s against TTFT p99)."""
-    pts = _sweep_points(sweep_dir)
-    labels = ("round-robin", "affinity")
-    lines = ["| streams | RR tok/s | RR TTFT p99 ms | affinity tok/s | affinity TTFT p99 ms | ratio |",
-             "|---|---|---|---|---|---|"]
-    for n, p in pts.items():
-        (rt, rp), (at, ap) = p["round-robin"], p["affinity"]
-        lines.append(f"| {n} | {rt:,.0f} | {rp:,.0f} | {at:,.0f} | {ap:,.0f} | {at / rt:.2f}x |")
-    lines += ["", "| TTFT p99 SLO | RR capacity tok/s | affinity capacity tok/s | ratio |", "|---|---|---|---|"]
-    for slo in slos_ms:
-        cap = [capacity([p[lab] for p in pts.values()], slo) for lab in labels]
-        ratio = f"{cap[1] / cap[0]:.2f}x" if None not in cap else "-"
-        lines.append(f"| {slo / 1000:g} s | " + " | ".join("-" if c is None else f"{c:,.0f}" for c in cap)
-                     + f" | {ratio} |")
-    md = "\n".join(lines) + "\n"
-    (sweep_dir / "sweep.md").write_text(md)
-    try:
-        import matplotlib
+    """Capacity per TTFT p99 SLO from a stream-count sweep: ``sweep.md``, ``capacity.json``, ``sweep.png``.
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return md
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for lab in labels:
-        xs, ys = [p[lab][1] / 1000 for p in pts.values()], [p[lab][0] for p in pts.values()]
-        ax.plot(xs, ys, marker="o", label=lab)
-        for n, x, y in zip(pts, xs, ys, strict=True):
-            ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("TTFT p99 (s)")
-    ax.set_ylabel("output tokens/s")
-    ax.set_title("multi-turn, 2 replicas on one H200 (point labels: streams)", fontsize=10)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(sweep_dir / "sweep.png", dpi=120)
+    The same summary as ``qwen-loadtest compare --concurrency-list`` (``loadtest.capacity``); this entry
+    point exists for a sweep whose per-level JSON did not all come back from the device.
+    """
+    sys.path.insert(0, str(ROOT))
+    from loadtest.capacity import capacity_table, summarize_capacity
+    from loadtest.plots import capacity_curves
+
+    pts = _sweep_points(sweep_dir)
+    points = {lab: [{"output_throughput": p[lab][0], "p99_ttft_ms": p[lab][1]} for p in pts.values()]
+              for lab in ("affinity", "round-robin")}
+    doc = summarize_capacity(list(pts), points, "p99_ttft_ms", slos_ms)
+    (sweep_dir / "capacity.json").write_text(json.dumps(doc, indent=2))
+    md = capacity_table(doc)
+    (sweep_dir / "sweep.md").write_text(md)
+    (sweep_dir / "sweep.png").write_bytes(capacity_curves(doc))
     return md
 
 

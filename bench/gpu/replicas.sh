@@ -63,6 +63,17 @@ rcompare() {  # WORKLOAD ROUNDS
   return "$rc"
 }
 
+rcapacity() {  # WORKLOAD LEVELS: rr vs affinity at each stream count, one conversation per stream; capacity per SLO
+  local d=$RES/capacity-$1
+  # shellcheck disable=SC2046
+  timeout "$(left)" python3 -m loadtest.cli compare --a-base-url "$STACK" --a-label affinity --a-model q7-aff \
+    --b-base-url "$STACK" --b-label round-robin --b-model q7-rr $(rplan workload "$1") --ignore-eos \
+    --concurrency-list "$2" --prompts-per-stream 1 --capacity-slo 1000 1500 2000 --rounds 2 \
+    --tokenizer "$MODELS/qwen2.5-7b-instruct" --percentiles 50,90,99 --no-progress --seed 1 \
+    --goodput ttft:2000 tpot:50 --output "$d" 2>&1 | grep -v "^\[transformers\]" | tail -n 16 | tee "$LOGS/capacity-$1.log"
+  return "${PIPESTATUS[0]}"
+}
+
 rsummary() { rplan summarize "$RES" && cp "$RES/results.md" "$RES/summary.json" "$OUT/" 2>/dev/null; return 0; }
 
 STEP_LIST=(
@@ -73,6 +84,7 @@ STEP_LIST=(
   "multi-turn-long 260 rcompare multi-turn-long 2"
   "shared-prefix 200 rcompare shared-prefix 4"
   "multi-turn 150 rcompare multi-turn 2"
+  "capacity-multi-turn-long 400 rcapacity multi-turn-long 32,64,96,128"
   "summary 20 rsummary"
 )
 
