@@ -203,8 +203,9 @@ class KeyRateLimit(StrictModel):
 
     Attributes:
         requests_per_minute: Requests per key per minute (a token bucket of this size, refilled continuously).
-        tokens_per_minute: Prompt + completion tokens per key per minute (prompt estimated from its bytes,
-            completion from ``max_tokens``).
+        tokens_per_minute: Prompt + completion tokens per key per minute. A request is charged an estimate up
+            front (prompt from its bytes, completion from ``max_tokens``), settled with its real usage once
+            answered (``serve.security.usage``).
     """
 
     requests_per_minute: int | None = Field(default=None, ge=1, description="Requests per key per minute.")
@@ -234,7 +235,7 @@ class InputLimits(StrictModel):
         max_messages: Most chat messages.
         max_tokens_cap: Largest ``max_tokens`` accepted.
         max_n: Largest ``n``.
-        max_stop_sequences: Most stop strings.
+        max_stop_sequences: Most stop strings (4, as the OpenAI API and vLLM's OpenAI server allow).
         request_timeout_s: Whole-request timeout.
         max_request_timeout_s: Cap of the per-request ``x-request-timeout`` header (seconds).
     """
@@ -243,7 +244,7 @@ class InputLimits(StrictModel):
     max_messages: int = Field(default=512, ge=1)
     max_tokens_cap: int = Field(default=32768, ge=1)
     max_n: int = Field(default=8, ge=1)
-    max_stop_sequences: int = Field(default=16, ge=0)
+    max_stop_sequences: int = Field(default=4, ge=0)
     request_timeout_s: float = Field(default=600.0, gt=0)
     max_request_timeout_s: float = Field(default=600.0, gt=0,
                                          description="Cap of the per-request x-request-timeout header.")

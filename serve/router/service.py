@@ -33,6 +33,7 @@ from serve.router.protocol import (
 )
 from serve.router.upstream import Endpoint, EndpointRegistry
 from serve.router.validate import request_timeout, validate_body
+from serve.security.usage import TokenCharge
 
 logger = logging.getLogger(__name__)
 
@@ -138,12 +139,16 @@ class RouterService:
                 applied = apply_task_defaults(body, self.fleet.router.tasks.get(decision.task), spec.capabilities)
             # Adapters are served by the engine as `<deployment>:<adapter>` (serve/lora.py).
             body["model"] = decision.model if decision.adapter is None else f"{decision.model}:{decision.adapter}"
-            if self.guard is not None and key is not None:
-                self.guard.charge(key, body, rid)
+            charge = self.guard.charge(key, body, rid) if self.guard is not None and key is not None else None
             h, n = prompt_fingerprint(body)
             logger.info("request_id=%s kind=%s task=%s model=%s prompt_hash=%s prompt_bytes=%d stream=%s "
                         "defaults=%s", rid, kind, task, model, h, n, bool(body.get("stream")), ",".join(applied))
-            return await self.dispatch(request, body, decision, kind, t0)
+            try:
+                return await self.dispatch(request, body, decision, kind, t0, charge)
+            except RouterError:
+                if charge is not None:
+                    charge.settle(0)  # no engine answered: give the tokens back
+                raise
         except RouterError as exc:
             self.metrics.reject(_reject_reason(exc))
             self.metrics.observe_request(task, model, exc.status)
@@ -151,8 +156,11 @@ class RouterService:
             raise
 
     async def dispatch(self, request: Request, body: dict[str, Any], decision: Decision, kind: Kind,
-                       t0: float) -> Response:
-        """Send the request to an engine endpoint of the chosen deployment and relay the answer."""
+                       t0: float, charge: TokenCharge | None = None) -> Response:
+        """Send the request to an engine endpoint of the chosen deployment and relay the answer.
+
+        ``charge`` (the key's token charge, if limited) is settled with the answer's real usage.
+        """
         assert self.session is not None, "router not started"
         payload = orjson.dumps(body)
         rid: str = request.state.request_id
@@ -174,10 +182,12 @@ class RouterService:
             "x-qwen-replica": ep.replica, "x-qwen-replica-reason": outcome,
         }
         if resp.status >= 400:
+            if charge is not None:
+                charge.settle(0)  # refused or failed by the engine: nothing was generated
             return await self._upstream_error(ep, resp, decision, out_headers)
         if body.get("stream"):
             out_headers["cache-control"] = "no-cache"
-            return StreamingResponse(self._relay(ep, resp, decision, t0, deadline, rid),
+            return StreamingResponse(self._relay(ep, resp, decision, t0, deadline, rid, charge),
                                      media_type="text/event-stream", headers=out_headers)
         try:
             async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
@@ -190,6 +200,8 @@ class RouterService:
         if data is None:  # client went away: the engine request was aborted by closing the connection
             self.metrics.cancelled.labels(self.metrics.model_label(decision.model)).inc()
             return Response(status_code=499)
+        if charge is not None:
+            charge.settle_body(data)
         elapsed = time.perf_counter() - t0
         self.metrics.e2e.labels(self.metrics.model_label(decision.model)).observe(elapsed)
         self.metrics.observe_request(decision.task, decision.model, resp.status)
@@ -255,7 +267,7 @@ class RouterService:
         raise UpstreamError("The model engine failed to process the request.", code="engine_error")
 
     async def _relay(self, ep: Endpoint, resp: aiohttp.ClientResponse, decision: Decision, t0: float,
-                     deadline: float, rid: str) -> AsyncIterator[bytes]:
+                     deadline: float, rid: str, charge: TokenCharge | None = None) -> AsyncIterator[bytes]:
         """Relay the engine's SSE bytes as they arrive; errors become one SSE error event."""
         model_label = self.metrics.model_label(decision.model)
         first = True
@@ -266,6 +278,8 @@ class RouterService:
                     if first:
                         self.metrics.ttft.labels(model_label).observe(time.perf_counter() - t0)
                         first = False
+                    if charge is not None:
+                        charge.feed(chunk)
                     yield chunk
             finished = True
         except TimeoutError:
@@ -279,6 +293,8 @@ class RouterService:
         finally:
             resp.close() if not finished else resp.release()
             self.registry.release(ep)
+            if charge is not None:
+                charge.settle_stream()  # what was streamed, also when the stream broke or timed out
             if not finished:
                 self.metrics.cancelled.labels(model_label).inc()
             self.metrics.e2e.labels(model_label).observe(time.perf_counter() - t0)

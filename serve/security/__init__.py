@@ -7,6 +7,7 @@ from serve.security.body import BodyLimitMiddleware, BodyTooLargeError
 from serve.security.guard import Guard, estimate_tokens
 from serve.security.keys import KeyStore, KeyStoreError, bearer_token, parse_entries
 from serve.security.ratelimit import RateLimiter, Refusal, TokenBucket
+from serve.security.usage import TokenCharge
 
 __all__ = [
     "BodyLimitMiddleware",
@@ -17,6 +18,7 @@ __all__ = [
     "RateLimiter",
     "Refusal",
     "TokenBucket",
+    "TokenCharge",
     "bearer_token",
     "estimate_tokens",
     "parse_entries",

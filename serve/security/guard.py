@@ -1,8 +1,8 @@
 """Admission control of the router: API keys, per-key rate limits and the body size limit.
 
 The router calls ``key = await guard.admit(request, raw)`` before parsing a request and
-``guard.charge(key, body)`` after routing it (tokens: the prompt estimated from its bytes plus the
-completion budget). ``/v1/route``, ``/v1/models`` and (unless public) ``/metrics`` call
+``charge = guard.charge(key, body)`` after routing it (tokens: the prompt estimated from its bytes plus the
+completion budget); the relay settles ``charge`` with the answer's real usage (``serve.security.usage``). ``/v1/route``, ``/v1/models`` and (unless public) ``/metrics`` call
 ``admit(request, raw, charge=False)``: the key is checked, nothing is counted.
 """
 
@@ -21,10 +21,19 @@ from serve.router.protocol import AuthenticationError, RateLimitError
 from serve.security.body import BodyLimitMiddleware, too_large
 from serve.security.keys import KeyStore, bearer_token
 from serve.security.ratelimit import RateLimiter, Refusal
+from serve.security.usage import TokenCharge
 
 logger = logging.getLogger(__name__)
 
 BYTES_PER_TOKEN = 4  # rough prompt estimate; conservative for Qwen's tokenizer on English text
+
+
+def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
+    """A request's prompt tokens: the count of token ids, or its bytes / 4."""
+    prompt = body.get("messages") if "messages" in body else body.get("prompt")
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
+        return len(prompt)
+    return len(orjson.dumps(prompt)) // BYTES_PER_TOKEN + 1
 
 
 def estimate_tokens(body: Mapping[str, Any], default_completion: int) -> int:
@@ -34,11 +43,7 @@ def estimate_tokens(body: Mapping[str, Any], default_completion: int) -> int:
         body: The parsed and validated request.
         default_completion: Completion tokens assumed when ``max_tokens`` is unset.
     """
-    prompt = body.get("messages") if "messages" in body else body.get("prompt")
-    if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
-        n_prompt = len(prompt)
-    else:
-        n_prompt = len(orjson.dumps(prompt)) // BYTES_PER_TOKEN + 1
+    n_prompt = estimate_prompt_tokens(body)
     budget = body.get("max_completion_tokens") or body.get("max_tokens") or default_completion
     n = body.get("n") or 1
     best_of = body.get("best_of") or 1
@@ -125,22 +130,23 @@ class Guard:
                 raise _rate_error(refusal, key, rid=_rid(request))
         return key
 
-    def charge(self, key: str, body: Mapping[str, Any], request_id: str = "") -> int:
+    def charge(self, key: str, body: Mapping[str, Any], request_id: str = "") -> TokenCharge | None:
         """Charge the request's estimated tokens to ``key``.
 
         Returns:
-            The tokens charged (0 when tokens are not limited).
+            The charge, to settle with the real usage once the answer is known; None when ``key`` has no
+            token limit.
 
         Raises:
             RateLimitError: 429 with ``Retry-After`` (none when the request alone exceeds the key's budget).
         """
-        if not self.limiter.enabled:
-            return 0
+        if not self.limiter.enabled or self.limiter.buckets(key).tokens is None:
+            return None
         n = estimate_tokens(body, self.default_completion_tokens)
         refusal = self.limiter.take_tokens(key, n)
         if refusal is not None:
             raise _rate_error(refusal, key, n, rid=request_id)
-        return n
+        return TokenCharge(self.limiter, key, n, estimate_prompt_tokens(body))
 
 
 def _rid(request: Request) -> str:

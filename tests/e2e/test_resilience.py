@@ -82,6 +82,18 @@ def test_token_rate_limit_per_key(http: httpx.Client) -> None:
     assert _err(r, 429)["code"] == "tokens_exceed_limit"
 
 
+def test_token_charge_is_settled_with_real_usage(http: httpx.Client) -> None:
+    """The key's budget (1,000 tokens/min) holds one 900-token charge; stop strings end the answer after a
+    few tokens, so the unused budget comes back and a second 900-token request is admitted."""
+    limited = {"authorization": f"Bearer {LIMITED_KEYS['e2e-tpm']}"}
+    body = chat(max_tokens=900, stop=["a", "e", "o", " "])
+    first = http.post("/v1/chat/completions", json=body, headers=limited)
+    assert first.status_code == 200, first.text[:300]
+    assert first.json()["usage"]["total_tokens"] < 200  # precondition: the answer stopped early
+    second = http.post("/v1/chat/completions", json=body, headers=limited)
+    assert second.status_code == 200, second.text[:300]  # without settlement: 429 (about 90 tokens left)
+
+
 def test_body_over_limit_is_413_before_reading(http: httpx.Client) -> None:
     big = json.dumps(chat(content="x" * (5 * 1024 * 1024))).encode()
     r = http.post("/v1/chat/completions", content=big, headers={"content-type": "application/json"})

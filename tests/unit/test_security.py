@@ -206,8 +206,9 @@ async def test_request_rate_limit_is_429_with_retry_after(router: httpx.AsyncCli
 
 
 async def test_token_rate_limit(router: httpx.AsyncClient) -> None:
-    ok = await router.post("/v1/chat/completions", json=chat(max_tokens=200), headers=auth(TINY))
-    assert ok.status_code == 200
+    # ignore_eos: the answer really uses its 200 tokens (charges are settled with the real usage)
+    ok = await router.post("/v1/chat/completions", json=chat(max_tokens=200, ignore_eos=True), headers=auth(TINY))
+    assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 200
     r = await router.post("/v1/chat/completions", json=chat(max_tokens=200), headers=auth(TINY))
     assert _openai_error(r, 429)["code"] == "rate_limit_exceeded" and int(r.headers["retry-after"]) >= 1
     r = await router.post("/v1/chat/completions", json=chat(max_tokens=1000), headers=auth(TINY))

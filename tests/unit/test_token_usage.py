@@ -1,0 +1,151 @@
+"""Token charges settled with real usage: the TokenCharge unit, and the router settling against FAKE engines
+(non-streamed, streamed with and without a usage chunk, an engine error)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from serve.config import FleetConfig
+from serve.router.app import create_app
+from serve.router.upstream import StaticRegistry
+from serve.security.guard import estimate_prompt_tokens
+from serve.security.usage import TokenCharge
+from tests.unit.conftest import FakeEngineServer, fleet_dict
+
+KEY = "sk-usage-test-0001"
+TPM = 6000
+
+
+class Recorder:
+    """A limiter stand-in recording corrections."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, int]] = []
+
+    def correct_tokens(self, key: str, charged: int, actual: int) -> None:
+        self.calls.append((key, charged, actual))
+
+
+def _charge(charged: int = 300, prompt: int = 20) -> tuple[TokenCharge, Recorder]:
+    rec = Recorder()
+    return TokenCharge(rec, "k", charged, prompt), rec
+
+
+def test_settle_once_and_keep_estimate_when_unknown() -> None:
+    c, rec = _charge()
+    c.settle(120)
+    c.settle(0)  # later settlements are ignored
+    assert rec.calls == [("k", 300, 120)]
+    c, rec = _charge()
+    c.settle_body(b"not json")
+    c.settle_body(b'{"usage": {"total_tokens": 5}}')  # already settled (estimate kept)
+    assert rec.calls == []
+
+
+def test_settle_body_total_or_parts() -> None:
+    c, rec = _charge()
+    c.settle_body(b'{"choices": [], "usage": {"prompt_tokens": 30, "completion_tokens": 12}}')
+    assert rec.calls == [("k", 300, 42)]
+
+
+def test_settle_stream_uses_the_usage_chunk_even_split_across_chunks() -> None:
+    c, rec = _charge()
+    events = [b'data: {"choices":[{"delta":{"role":"assistant"}}]}\n\n']
+    events += [b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n'] * 3
+    events += [b'data: {"choices":[],"usage":{"prompt_tokens":9,"total_tokens":12,"completion_tokens":3}}\n\n',
+               b"data: [DONE]\n\n"]
+    stream = b"".join(events)
+    for i in range(0, len(stream), 7):  # arbitrary chunk boundaries
+        c.feed(stream[i:i + 7])
+    c.settle_stream()
+    assert rec.calls == [("k", 300, 12)]
+
+
+def test_settle_stream_without_usage_counts_content_events() -> None:
+    c, rec = _charge(prompt=20)
+    c.feed(b'data: {"choices":[{"delta":{"role":"assistant"}}]}\n\n')
+    for _ in range(5):
+        c.feed(b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n')
+    c.feed(b"data: [DONE]\n\n")
+    c.settle_stream()
+    assert rec.calls == [("k", 300, 20 + 5)]
+
+
+# --- the router settling real relayed answers -----------------------------------------------------
+@pytest.fixture
+def usage_fleet(monkeypatch: pytest.MonkeyPatch) -> FleetConfig:
+    monkeypatch.setenv("USAGE_KEYS", f"usage:{KEY}")
+    data = fleet_dict()
+    data["security"] = {"require_api_key": True, "api_keys_env": "USAGE_KEYS",
+                        "rate_limit": {"per_key": {"usage": {"tokens_per_minute": TPM}}}}
+    return FleetConfig.from_dict(data)
+
+
+@pytest.fixture
+def failing_engine() -> Iterator[FakeEngineServer]:
+    e = FakeEngineServer("general", ttft_s=0.001, tokens_per_s=2000.0, error_rate=1.0)
+    yield e
+    e.stop()
+
+
+async def _client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("10.0.0.7", 1234))
+        async with httpx.AsyncClient(transport=transport, base_url="http://router",
+                                     headers={"authorization": f"Bearer {KEY}"}) as c:
+            yield c
+
+
+def _level(app: Any) -> float:
+    return float(app.state.service.guard.limiter.buckets("usage").tokens.level)
+
+
+def _body(**kw: Any) -> dict[str, Any]:
+    return {"model": "general", "messages": [{"role": "user", "content": "count to ten"}], "max_tokens": 500, **kw}
+
+
+async def test_router_settles_with_usage(fake_engines: dict[str, FakeEngineServer], usage_fleet: FleetConfig) -> None:
+    app = create_app(usage_fleet, StaticRegistry({n: [e.url] for n, e in fake_engines.items()}))
+    async for c in _client(app):
+        full = _level(app)
+        r = await c.post("/v1/chat/completions", json=_body(max_tokens=40, ignore_eos=True))
+        assert r.status_code == 200
+        used = r.json()["usage"]["total_tokens"]
+        assert used < 40 + estimate_prompt_tokens(_body()) + 20  # far below the 500-token budget charged
+        # refill during the test is at most TPM/60 tokens per second
+        assert full - used - 1 <= _level(app) <= full - used + 20
+
+        before = _level(app)
+        body = _body(max_tokens=30, ignore_eos=True, stream=True, stream_options={"include_usage": True})
+        async with c.stream("POST", "/v1/chat/completions", json=body) as s:
+            lines = [ln async for ln in s.aiter_lines() if ln.startswith("data: {")]
+        usage = json.loads(lines[-1][6:])["usage"]["total_tokens"]
+        assert before - usage - 1 <= _level(app) <= before - usage + 20
+
+        before = _level(app)
+        body = _body(max_tokens=30, ignore_eos=True, stream=True)
+        async with c.stream("POST", "/v1/chat/completions", json=body) as s:
+            lines = [ln async for ln in s.aiter_lines() if ln.startswith("data: {")]
+        assert not any('"usage"' in ln for ln in lines)
+        # no usage chunk: the prompt estimate + one token per event after the role-only first one
+        expected = estimate_prompt_tokens(body) + len(lines) - 1
+        assert len(lines) - 1 >= 30
+        assert before - expected - 1 <= _level(app) <= before - expected + 20
+
+
+async def test_router_gives_tokens_back_on_engine_error(failing_engine: FakeEngineServer,
+                                                       fake_engines: dict[str, FakeEngineServer],
+                                                       usage_fleet: FleetConfig) -> None:
+    urls = {n: [e.url] for n, e in fake_engines.items()}
+    urls["general"] = [failing_engine.url]
+    app = create_app(usage_fleet, StaticRegistry(urls))
+    async for c in _client(app):
+        full = _level(app)
+        r = await c.post("/v1/chat/completions", json=_body(max_tokens=2000))
+        assert r.status_code >= 500 and r.json()["error"]["code"] == "engine_error"
+        assert _level(app) >= full - 1  # the 2,000-token charge was given back
