@@ -60,6 +60,7 @@ class RouterError(Exception):
         param: The offending request parameter, when there is one.
         code: A short machine-readable code.
         retry_after: Seconds for the ``Retry-After`` header (429/503).
+        headers: More response headers (e.g. a key's ``x-ratelimit-*`` figures on a 429).
     """
 
     status: int = 400
@@ -79,6 +80,7 @@ class RouterError(Exception):
         self.param = param
         self.code = code
         self.retry_after = retry_after
+        self.headers: dict[str, str] = {}
         if status is not None:
             self.status = status
 
@@ -140,11 +142,12 @@ def error_body(exc: BaseException, request_id: str | None = None) -> tuple[int, 
         request_id: Added to 5xx messages so operators can find the log line.
 
     Returns:
-        The HTTP status, the body as a dict and extra headers (``Retry-After``).
+        The HTTP status, the body as a dict and extra headers (``Retry-After``, the error's own).
     """
     headers: dict[str, str] = {}
     if isinstance(exc, RouterError):
         status, err_type, message, param, code = exc.status, exc.err_type, exc.message, exc.param, exc.code
+        headers.update(exc.headers)
         if exc.retry_after is not None:
             headers["Retry-After"] = str(max(1, int(round(exc.retry_after))))
     else:

@@ -144,7 +144,10 @@ class RouterService:
             logger.info("request_id=%s kind=%s task=%s model=%s prompt_hash=%s prompt_bytes=%d stream=%s "
                         "defaults=%s", rid, kind, task, model, h, n, bool(body.get("stream")), ",".join(applied))
             try:
-                return await self.dispatch(request, body, decision, kind, t0, charge)
+                response = await self.dispatch(request, body, decision, kind, t0, charge)
+                if self.guard is not None and key is not None:
+                    response.headers.update(self.guard.rate_headers(key))
+                return response
             except RouterError:
                 if charge is not None:
                     charge.settle(0)  # no engine answered: give the tokens back

@@ -127,8 +127,17 @@ class Guard:
         if charge and self.limiter.enabled:
             refusal = self.limiter.take_request(key)
             if refusal is not None:
-                raise _rate_error(refusal, key, rid=_rid(request))
+                raise self._refuse(refusal, key, rid=_rid(request))
         return key
+
+    def rate_headers(self, key: str) -> dict[str, str]:
+        """The ``x-ratelimit-*`` headers of ``key`` (empty when it has no limits)."""
+        return self.limiter.headers(key) if self.limiter.enabled else {}
+
+    def _refuse(self, refusal: Refusal, key: str, tokens: int | None = None, rid: str = "") -> RateLimitError:
+        err = _rate_error(refusal, key, tokens, rid)
+        err.headers.update(self.limiter.headers(key))
+        return err
 
     def charge(self, key: str, body: Mapping[str, Any], request_id: str = "") -> TokenCharge | None:
         """Charge the request's estimated tokens to ``key``.
@@ -145,7 +154,7 @@ class Guard:
         n = estimate_tokens(body, self.default_completion_tokens)
         refusal = self.limiter.take_tokens(key, n)
         if refusal is not None:
-            raise _rate_error(refusal, key, n, rid=request_id)
+            raise self._refuse(refusal, key, n, rid=request_id)
         return TokenCharge(self.limiter, key, n, estimate_prompt_tokens(body))
 
 

@@ -19,6 +19,17 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 
+def duration_text(seconds: float) -> str:
+    """A duration as OpenAI writes it in ``x-ratelimit-reset-*``: ``0s``, ``250ms``, ``12s``, ``6m0s``."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        return f"{max(1, round(seconds * 1000))}ms"
+    whole = math.ceil(seconds)
+    minutes, secs = divmod(whole, 60)
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
 class TokenBucket:
     """A token bucket.
 
@@ -163,6 +174,22 @@ class RateLimiter:
             return None
         wait = b.tokens.try_take(float(n))
         return Refusal("tokens", wait) if wait else None
+
+    def headers(self, key: str) -> dict[str, str]:
+        """OpenAI's ``x-ratelimit-*`` headers for ``key``: limit, remaining and time to a full bucket.
+
+        Only the limits that ``key`` has are described (none: an empty dict).
+        """
+        out: dict[str, str] = {}
+        b = self.buckets(key)
+        for name, bucket in (("requests", b.requests), ("tokens", b.tokens)):
+            if bucket is None:
+                continue
+            level = bucket.level
+            out[f"x-ratelimit-limit-{name}"] = str(int(bucket.capacity))
+            out[f"x-ratelimit-remaining-{name}"] = str(max(0, int(level)))
+            out[f"x-ratelimit-reset-{name}"] = duration_text((bucket.capacity - level) / bucket.refill_per_s)
+        return out
 
     def correct_tokens(self, key: str, charged: int, actual: int) -> None:
         """Adjust ``key``'s token bucket once the real usage is known."""

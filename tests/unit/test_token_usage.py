@@ -14,10 +14,11 @@ from serve.config import FleetConfig
 from serve.router.app import create_app
 from serve.router.upstream import StaticRegistry
 from serve.security.guard import estimate_prompt_tokens
+from serve.security.ratelimit import RateLimiter, duration_text
 from serve.security.usage import TokenCharge
 from tests.unit.conftest import FakeEngineServer, fleet_dict
 
-KEY = "sk-usage-test-0001"
+KEY, RPM_KEY = "sk-usage-test-0001", "sk-usage-rpm-0002"
 TPM = 6000
 
 
@@ -79,10 +80,11 @@ def test_settle_stream_without_usage_counts_content_events() -> None:
 # --- the router settling real relayed answers -----------------------------------------------------
 @pytest.fixture
 def usage_fleet(monkeypatch: pytest.MonkeyPatch) -> FleetConfig:
-    monkeypatch.setenv("USAGE_KEYS", f"usage:{KEY}")
+    monkeypatch.setenv("USAGE_KEYS", f"usage:{KEY},rpm:{RPM_KEY}")
     data = fleet_dict()
     data["security"] = {"require_api_key": True, "api_keys_env": "USAGE_KEYS",
-                        "rate_limit": {"per_key": {"usage": {"tokens_per_minute": TPM}}}}
+                        "rate_limit": {"per_key": {"usage": {"tokens_per_minute": TPM},
+                                                   "rpm": {"requests_per_minute": 1}}}}
     return FleetConfig.from_dict(data)
 
 
@@ -149,3 +151,37 @@ async def test_router_gives_tokens_back_on_engine_error(failing_engine: FakeEngi
         r = await c.post("/v1/chat/completions", json=_body(max_tokens=2000))
         assert r.status_code >= 500 and r.json()["error"]["code"] == "engine_error"
         assert _level(app) >= full - 1  # the 2,000-token charge was given back
+
+
+# --- x-ratelimit-* headers (OpenAI's names) ----------------------------------------------------------
+def test_duration_text() -> None:
+    assert [duration_text(x) for x in (0, -1, 0.2504, 1.0, 12.2, 360.0, 61.5)] == [
+        "0s", "0s", "250ms", "1s", "13s", "6m0s", "1m2s"]
+
+
+def test_limiter_headers_describe_only_the_keys_limits() -> None:
+    t = [1000.0]
+    rl = RateLimiter(tokens_per_minute=60, per_key={"r": (10, None)}, clock=lambda: t[0])
+    assert rl.take_tokens("anon", 30) is None
+    assert rl.headers("anon") == {"x-ratelimit-limit-tokens": "60", "x-ratelimit-remaining-tokens": "30",
+                                  "x-ratelimit-reset-tokens": "30s"}
+    t[0] += 10.0  # refills 10 tokens
+    assert rl.headers("anon")["x-ratelimit-remaining-tokens"] == "40"
+    assert set(rl.headers("r")) == {"x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+                                    "x-ratelimit-reset-requests"}
+
+
+async def test_router_sends_ratelimit_headers(fake_engines: dict[str, FakeEngineServer],
+                                             usage_fleet: FleetConfig) -> None:
+    app = create_app(usage_fleet, StaticRegistry({n: [e.url] for n, e in fake_engines.items()}))
+    async for c in _client(app):
+        r = await c.post("/v1/chat/completions", json=_body(max_tokens=10))
+        assert r.status_code == 200 and r.headers["x-ratelimit-limit-tokens"] == str(TPM)
+        assert TPM - 600 < int(r.headers["x-ratelimit-remaining-tokens"]) < TPM  # after the up-front charge
+        assert "x-ratelimit-limit-requests" not in r.headers  # this key has no request limit
+        rpm = {"authorization": f"Bearer {RPM_KEY}"}
+        assert (await c.post("/v1/chat/completions", json=_body(max_tokens=2), headers=rpm)).status_code == 200
+        refused = await c.post("/v1/chat/completions", json=_body(max_tokens=2), headers=rpm)
+        assert refused.status_code == 429 and refused.headers["x-ratelimit-remaining-requests"] == "0"
+        assert refused.headers["x-ratelimit-limit-requests"] == "1" and refused.headers["retry-after"]
+        assert refused.headers["x-ratelimit-reset-requests"].endswith("s")
