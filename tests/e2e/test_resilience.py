@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from bench.chaos import probes
-from tests.e2e.fleet import API_KEYS, BUSY, BUSY_MAX_ONGOING, LIMITED_KEYS, RPM_LIMIT
+from tests.e2e.fleet import API_KEYS, BUSY, BUSY_MAX_ONGOING, LIMITED_KEYS, RPM_LIMIT, TPM_LIMIT
 
 pytestmark = pytest.mark.e2e
 
@@ -82,16 +82,24 @@ def test_token_rate_limit_per_key(http: httpx.Client) -> None:
     assert _err(r, 429)["code"] == "tokens_exceed_limit"
 
 
-def test_token_charge_is_settled_with_real_usage(http: httpx.Client) -> None:
+def test_token_charge_is_settled_with_real_usage(stack_url: str) -> None:
     """The key's budget (1,000 tokens/min) holds one 900-token charge; stop strings end the answer after a
-    few tokens, so the unused budget comes back and a second 900-token request is admitted."""
-    limited = {"authorization": f"Bearer {LIMITED_KEYS['e2e-tpm']}"}
-    body = chat(max_tokens=900, stop=["a", "e", "o", " "])
-    first = http.post("/v1/chat/completions", json=body, headers=limited)
-    assert first.status_code == 200, first.text[:300]
-    assert first.json()["usage"]["total_tokens"] < 200  # precondition: the answer stopped early
-    second = http.post("/v1/chat/completions", json=body, headers=limited)
-    assert second.status_code == 200, second.text[:300]  # without settlement: 429 (about 90 tokens left)
+    few tokens, so the unused budget comes back and a second 900-token request is admitted. Driven by the
+    official client, which also sees OpenAI's x-ratelimit-* headers."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=stack_url + "/v1", api_key=LIMITED_KEYS["e2e-tpm"], max_retries=0, timeout=120)
+    kw: dict[str, Any] = {"model": GENERAL, "messages": [{"role": "user", "content": "Hello"}],
+                          "max_tokens": 900, "stop": ["a", "e", "o", " "]}
+    first = client.chat.completions.with_raw_response.create(**kw)
+    usage = first.parse().usage
+    assert usage is not None and usage.total_tokens < 200  # precondition: the answer stopped early
+    assert first.headers["x-ratelimit-limit-tokens"] == str(TPM_LIMIT)
+    # A non-streamed answer's headers follow the settlement: the unused ~880 tokens are back (without it,
+    # about 100 would be left, plus 17 per second of refill).
+    assert int(first.headers["x-ratelimit-remaining-tokens"]) > TPM_LIMIT // 2
+    second = client.chat.completions.with_raw_response.create(**kw)  # without settlement: a 429
+    assert second.parse().choices and int(second.headers["x-ratelimit-remaining-tokens"]) > TPM_LIMIT // 2
 
 
 def test_body_over_limit_is_413_before_reading(http: httpx.Client) -> None:

@@ -177,7 +177,7 @@ async def test_router_sends_ratelimit_headers(fake_engines: dict[str, FakeEngine
     async for c in _client(app):
         r = await c.post("/v1/chat/completions", json=_body(max_tokens=10))
         assert r.status_code == 200 and r.headers["x-ratelimit-limit-tokens"] == str(TPM)
-        assert TPM - 600 < int(r.headers["x-ratelimit-remaining-tokens"]) < TPM  # after the up-front charge
+        assert TPM - 600 < int(r.headers["x-ratelimit-remaining-tokens"]) < TPM  # settled: the real usage
         assert "x-ratelimit-limit-requests" not in r.headers  # this key has no request limit
         rpm = {"authorization": f"Bearer {RPM_KEY}"}
         assert (await c.post("/v1/chat/completions", json=_body(max_tokens=2), headers=rpm)).status_code == 200
