@@ -5,7 +5,7 @@ its requests wait. Serving papers and routers (llm-d, SGLang's router, productio
 *capacity at an SLO*: walk the load up, and take the highest throughput whose latency percentile is still
 within the SLO. ``qwen-loadtest compare --concurrency-list`` measures both endpoints at each stream count
 (ABBA rounds per level) and this module turns the levels into each endpoint's capacity per SLO and the A/B
-ratio of capacities.
+ratio of capacities; ``--rate-list`` does the same at fixed Poisson request rates (open loop).
 
 Between two measured levels the curve is taken as linear; past the last level within the SLO nothing is
 assumed, so a capacity is a lower bound when the top level still meets the SLO (``bounded: false``).
@@ -44,21 +44,23 @@ def capacity(curve: Sequence[tuple[float, float]], slo: float) -> float | None:
 
 
 def summarize_capacity(
-    levels: Sequence[int],
+    levels: Sequence[float],
     points: Mapping[str, Sequence[Mapping[str, Any]]],
     metric: str,
     slos_ms: Sequence[float],
+    axis: str = "streams",
 ) -> dict[str, Any]:
     """Capacity per label and SLO, and the ratio of the first label's capacity to the second's.
 
     Args:
-        levels: Stream counts, one per point, increasing.
+        levels: Load levels (stream counts or request rates), one per point, increasing.
         points: label -> per-level metrics (``output_throughput`` and ``metric`` in each).
         metric: The latency key the SLO bounds, e.g. ``p99_ttft_ms``.
         slos_ms: SLO values in ms.
+        axis: What the levels are (``streams`` or ``req/s``).
 
     Returns:
-        ``{"metric", "levels", "curves": {label: [[tok/s, ms], ...]}, "slos": [{"slo_ms", "capacity":
+        ``{"metric", "axis", "levels", "curves": {label: [[tok/s, ms], ...]}, "slos": [{"slo_ms", "capacity":
         {label: tok/s | None}, "bounded": {label: bool}, "ratio"}]}``; ``bounded`` is False when the
         highest level still met the SLO (the capacity is then a lower bound).
     """
@@ -71,7 +73,7 @@ def summarize_capacity(
         a, b = (caps[lab] for lab in labels[:2]) if len(labels) >= 2 else (None, None)
         rows.append({"slo_ms": slo, "capacity": caps, "bounded": bounded,
                      "ratio": a / b if a is not None and b else None})
-    return {"metric": metric, "levels": list(levels), "labels": labels,
+    return {"metric": metric, "axis": axis, "levels": list(levels), "labels": labels,
             "curves": {lab: [list(x) for x in c] for lab, c in curves.items()}, "slos": rows}
 
 
@@ -79,10 +81,10 @@ def capacity_table(doc: Mapping[str, Any]) -> str:
     """Markdown: the levels, then capacity per SLO (``>=`` marks a lower bound) and the A/B ratio."""
     labels, metric = doc["labels"], doc["metric"]
     head = " | ".join(f"{lab} tok/s | {lab} {metric}" for lab in labels)
-    lines = [f"| streams | {head} |", "|---|" + "---|---|" * len(labels)]
+    lines = [f"| {doc.get('axis', 'streams')} | {head} |", "|---|" + "---|---|" * len(labels)]
     for i, n in enumerate(doc["levels"]):
         row = " | ".join(f"{doc['curves'][lab][i][0]:,.0f} | {doc['curves'][lab][i][1]:,.0f}" for lab in labels)
-        lines.append(f"| {n} | {row} |")
+        lines.append(f"| {n:g} | {row} |")
     a_b = f"{labels[0]} / {labels[1]}" if len(labels) >= 2 else "ratio"
     lines += ["", f"| {metric} SLO | " + " | ".join(f"{lab} capacity tok/s" for lab in labels) + f" | {a_b} |",
               "|---|" + "---|" * len(labels) + "---|"]

@@ -115,10 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--mode", choices=["rounds", "concurrent"], default="rounds")
     cmp.add_argument("--rounds", type=int, default=4)
     cap = cmp.add_argument_group("capacity at an SLO (a compare per stream count)")
-    cap.add_argument("--concurrency-list", default=None, metavar="N,N,...",
-                     help="compare at each of these stream counts (overrides --max-concurrency)")
-    cap.add_argument("--prompts-per-stream", type=float, default=None,
-                     help="num-prompts = this x the stream count at each level (e.g. 1 conversation per stream)")
+    levels = cap.add_mutually_exclusive_group()
+    levels.add_argument("--concurrency-list", default=None, metavar="N,N,...",
+                        help="compare at each of these stream counts (overrides --max-concurrency)")
+    levels.add_argument("--rate-list", default=None, metavar="R,R,...",
+                        help="compare at each of these request rates, req/s (overrides --request-rate)")
+    cap.add_argument("--prompts-per-level", type=float, default=None,
+                     help="num-prompts = this x the level: conversations per stream, or seconds of arrivals")
     cap.add_argument("--capacity-metric", default="p99_ttft_ms", help="latency key the SLOs bound")
     cap.add_argument("--capacity-slo", nargs="+", type=float, default=[1000.0, 2000.0], metavar="MS")
     _add_common_args(cmp)
@@ -325,33 +328,41 @@ def _compare_once(a: argparse.Namespace, wl: Any, load: Any, out: Path) -> dict[
     return res
 
 
+def _levels(spec: str, flag: str) -> list[float]:
+    try:
+        levels = sorted({float(x) for x in spec.split(",") if x.strip()})
+    except ValueError as e:
+        raise SystemExit(f"{flag} needs numbers, got {spec!r}") from e
+    if not levels or levels[0] <= 0:
+        raise SystemExit(f"{flag} needs levels > 0")
+    return levels
+
+
 def cmd_compare(a: argparse.Namespace) -> int:
-    """``compare``: A vs B interleaved; with ``--concurrency-list``, once per stream count plus capacity."""
+    """``compare``: A vs B interleaved; with a level list, once per level, plus capacity at the SLOs."""
     from loadtest import report
     from loadtest.capacity import capacity_table, summarize_capacity
 
     wl, load, out = workload_config(a), load_config(a), _outdir(a, "compare")
-    if not a.concurrency_list:
+    if not (a.concurrency_list or a.rate_list):
         _compare_once(a, wl, load, out)
         return 0
-    try:
-        levels = sorted({int(x) for x in a.concurrency_list.split(",") if x.strip()})
-    except ValueError as e:
-        raise SystemExit(f"--concurrency-list needs integers, got {a.concurrency_list!r}") from e
-    if not levels or levels[0] < 1:
-        raise SystemExit("--concurrency-list needs stream counts >= 1")
+    by_rate = bool(a.rate_list)
+    levels = _levels(a.rate_list, "--rate-list") if by_rate else \
+        [float(int(x)) for x in _levels(a.concurrency_list, "--concurrency-list")]
     points: dict[str, list[dict[str, Any]]] = {a.a_label: [], a.b_label: []}
-    for n in levels:
-        _echo(f"--- {n} streams")
-        level_wl = wl if a.prompts_per_stream is None else wl.model_copy(
-            update={"num_prompts": max(1, math.ceil(a.prompts_per_stream * n))})
-        res = _compare_once(a, level_wl, load.model_copy(update={"max_concurrency": n}), out / f"c{n}")
+    for level in levels:
+        _echo(f"--- {level:g} {'req/s' if by_rate else 'streams'}")
+        level_wl = wl if a.prompts_per_level is None else wl.model_copy(
+            update={"num_prompts": max(1, math.ceil(a.prompts_per_level * level))})
+        level_load = load.model_copy(update={"request_rate": level} if by_rate else {"max_concurrency": int(level)})
+        res = _compare_once(a, level_wl, level_load, out / f"{'r' if by_rate else 'c'}{level:g}")
         for label in points:
             if a.capacity_metric not in res["endpoints"][label]:
                 raise SystemExit(f"--capacity-metric {a.capacity_metric!r} is not a result key "
                                  f"(e.g. p99_ttft_ms, p90_itl_ms, median_e2el_ms; see --percentiles)")
             points[label].append(res["endpoints"][label])
-    doc = summarize_capacity(levels, points, a.capacity_metric, a.capacity_slo)
+    doc = summarize_capacity(levels, points, a.capacity_metric, a.capacity_slo, "req/s" if by_rate else "streams")
     doc.update(_meta(a, wl))
     report.write_json(out / "capacity.json", doc)
     (out / "capacity.md").write_text(capacity_table(doc))

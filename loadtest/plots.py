@@ -125,12 +125,12 @@ def capacity_curves(doc: Mapping[str, Any]) -> bytes:
         xs, ys = [c[1] for c in curve], [c[0] for c in curve]
         ax.plot(xs, ys, "o-", label=label)
         for n, x, y in zip(doc["levels"], xs, ys, strict=False):
-            ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            ax.annotate(f"{n:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     for row in doc["slos"]:
         ax.axvline(row["slo_ms"], color="grey", linestyle="--", linewidth=0.8)
     ax.set_xlabel(f"{doc['metric']} (ms)")
     ax.set_ylabel("output tok/s")
-    ax.set_title("Throughput vs latency per stream count (dashed: SLOs)", fontsize=9)
+    ax.set_title(f"Throughput vs latency per level ({doc.get('axis', 'streams')}; dashed: SLOs)", fontsize=9)
     ax.legend()
     ax.grid(alpha=0.3)
     return _png(fig)

@@ -68,7 +68,7 @@ rcapacity() {  # WORKLOAD LEVELS: rr vs affinity at each stream count, one conve
   # shellcheck disable=SC2046
   timeout "$(left)" python3 -m loadtest.cli compare --a-base-url "$STACK" --a-label affinity --a-model q7-aff \
     --b-base-url "$STACK" --b-label round-robin --b-model q7-rr $(rplan workload "$1") --ignore-eos \
-    --concurrency-list "$2" --prompts-per-stream 1 --capacity-slo 1000 1500 2000 --rounds 2 \
+    --concurrency-list "$2" --prompts-per-level 1 --capacity-slo 1000 1500 2000 --rounds 2 \
     --tokenizer "$MODELS/qwen2.5-7b-instruct" --percentiles 50,90,99 --no-progress --seed 1 \
     --goodput ttft:2000 tpot:50 --output "$d" 2>&1 | grep -v "^\[transformers\]" | tail -n 16 | tee "$LOGS/capacity-$1.log"
   return "${PIPESTATUS[0]}"

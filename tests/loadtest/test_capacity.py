@@ -51,7 +51,7 @@ def test_cli_compare_concurrency_list(fake_factory: Callable[..., str], fake_url
     out = tmp_path / "cap"
     rc = main([
         "compare", "--a-base-url", fake_url, "--a-label", "fast", "--b-base-url", slow, "--b-label", "slow",
-        "--concurrency-list", "2,1", "--prompts-per-stream", "3", "--rounds", "2",
+        "--concurrency-list", "2,1", "--prompts-per-level", "3", "--rounds", "2",
         "--capacity-slo", "50", "--random-input-len", "12", "--random-output-len", "4", "--ignore-eos",
         "--no-progress", "--output", str(out),
     ])
@@ -66,6 +66,22 @@ def test_cli_compare_concurrency_list(fake_factory: Callable[..., str], fake_url
     assert row["capacity"]["slow"] is None  # 100 ms TTFT never meets a 50 ms p99 SLO
     assert row["capacity"]["fast"] == max(c[0] for c in doc["curves"]["fast"]) and row["ratio"] is None
     assert "data:image/png;base64," in (out / "capacity.html").read_text()
+
+
+def test_cli_compare_rate_list(fake_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "rates"
+    rc = main([
+        "compare", "--a-base-url", fake_url, "--b-base-url", fake_url, "--rate-list", "40,20",
+        "--prompts-per-level", "0.25", "--rounds", "1", "--capacity-slo", "1000", "--random-input-len", "8",
+        "--random-output-len", "2", "--ignore-eos", "--no-progress", "--output", str(out),
+    ])
+    assert rc == 0
+    doc = json.loads((out / "capacity.json").read_text())
+    assert doc["axis"] == "req/s" and doc["levels"] == [20.0, 40.0]
+    for rate, n in (("20", 5), ("40", 10)):  # 0.25 s of arrivals per level
+        cmp = json.loads((out / f"r{rate}" / "compare.json").read_text())
+        assert cmp["request_rate"] == float(rate) and cmp["endpoints"]["A"]["completed"] == n
+    assert "| req/s |" in (out / "capacity.md").read_text()
 
 
 def test_cli_compare_capacity_rejects_unknown_metric(fake_url: str, tmp_path: Path) -> None:
