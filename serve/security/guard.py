@@ -2,8 +2,9 @@
 
 The router calls ``key = await guard.admit(request, raw)`` before parsing a request and
 ``charge = guard.charge(key, body)`` after routing it (tokens: the prompt estimated from its bytes plus the
-completion budget); the relay settles ``charge`` with the answer's real usage (``serve.security.usage``). ``/v1/route``, ``/v1/models`` and (unless public) ``/metrics`` call
-``admit(request, raw, charge=False)``: the key is checked, nothing is counted.
+completion budget); the relay settles ``charge`` with the answer's real usage (``serve.security.usage``).
+``/v1/route``, ``/v1/models`` and (unless public) ``/metrics`` call ``admit(request, raw, charge=False)``: the
+key is checked, nothing is counted.
 """
 
 from __future__ import annotations
