@@ -20,6 +20,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from serve.router.compat import upgrade_legacy_fields
 from serve.router.defaults import apply_task_defaults
 from serve.router.metrics import RouterMetrics
 from serve.router.policy import Decision, RoutingPolicy
@@ -129,6 +130,7 @@ class RouterService:
             key = await self.guard.admit(request, raw) if self.guard is not None else None
             body = parse_body(raw)
             validate_body(body, kind, self.limits)
+            compat = upgrade_legacy_fields(body)
             decision = self.decide(body, request.headers)
             task, model = decision.task, decision.model
             if decision.spilled:
@@ -147,6 +149,8 @@ class RouterService:
                 response = await self.dispatch(request, body, decision, kind, t0, charge)
                 if self.guard is not None and key is not None:
                     response.headers.update(self.guard.rate_headers(key))
+                if compat:
+                    response.headers["x-qwen-compat"] = ", ".join(compat)
                 return response
             except RouterError:
                 if charge is not None:

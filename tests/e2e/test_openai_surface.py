@@ -102,3 +102,16 @@ def test_still_serves_after_bad_requests(client, http: httpx.Client) -> None:  #
                                        max_tokens=3)
     assert r.choices[0].message is not None
     assert http.get("/ready").status_code == 200
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_structured_choice_holds_also_in_the_pre_012_spelling(client, legacy: bool) -> None:  # type: ignore[no-untyped-def]
+    """A choice constraint binds even a random-weight model: the answer is one of the choices. The pre-0.12
+    vLLM field (``guided_choice``, which the engine alone would ignore) is rewritten by the router."""
+    constraint = {"guided_choice": ["yes", "no"]} if legacy else {"structured_outputs": {"choice": ["yes", "no"]}}
+    raw = client.chat.completions.with_raw_response.create(
+        model="qwen-coder", messages=[{"role": "user", "content": "Is 7 prime? Answer yes or no."}],
+        max_tokens=8, extra_body=constraint)
+    r = raw.parse()
+    assert r.choices[0].message.content in {"yes", "no"}
+    assert raw.headers.get("x-qwen-compat") == ("guided_choice->structured_outputs.choice" if legacy else None)
