@@ -181,6 +181,7 @@ class RouterSpec(StrictModel):
             ``deployment:adapter`` (a short name for a model or LoRA adapter).
         saturation: Spill-over thresholds.
         classifier: Free knobs for the classifier.
+        mirror_reasoning_content: Also send each chat answer's ``reasoning`` as ``reasoning_content``.
     """
 
     tasks: dict[str, TaskPolicy] = Field(default_factory=dict)
@@ -188,6 +189,9 @@ class RouterSpec(StrictModel):
     aliases: dict[str, str | None] = Field(default_factory=lambda: dict[str, str | None]({"auto": None}))
     saturation: SaturationSpec = Field(default_factory=SaturationSpec)
     classifier: dict[str, object] = Field(default_factory=dict)
+    mirror_reasoning_content: bool = Field(
+        default=False, description="Also send each chat answer's `reasoning` as `reasoning_content`, the name "
+        "vLLM used before 0.10 and DeepSeek's API uses (for clients that read only that one).")
 
     @field_validator("aliases")
     @classmethod

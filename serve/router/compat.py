@@ -1,4 +1,4 @@
-"""Request fields that older vLLM versions accepted, rewritten to what the engines take now.
+"""Compatibility with clients written for older vLLM: request fields rewritten, a renamed response field mirrored.
 
 vLLM 0.12 replaced the ``guided_*`` request fields with one ``structured_outputs`` object. Engines since then
 *ignore* the old fields with a log line: a client written against older vLLM (tutorials, LangChain's
@@ -6,11 +6,18 @@ vLLM 0.12 replaced the ``guided_*`` request fields with one ``structured_outputs
 them instead, so the constraint holds, and it names each rewrite in ``x-qwen-compat``.
 
 Mixing an old field with ``structured_outputs`` is refused (400): which one the client meant is unclear.
+
+vLLM renamed the answers' ``reasoning_content`` to ``reasoning``; clients written for the old name (and for
+DeepSeek's API) find no reasoning. With ``router.mirror_reasoning_content`` the router also sends each
+``reasoning`` as ``reasoning_content``: in a non-streamed answer's messages, and in a stream's deltas (the
+stream is cut at event boundaries and only the events that carry reasoning are re-encoded).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import orjson
 
 from serve.router.protocol import InvalidRequestError
 
@@ -53,3 +60,68 @@ def upgrade_legacy_fields(body: dict[str, Any]) -> list[str]:
     body["structured_outputs"] = outputs
     return [f"{k}->structured_outputs.{GUIDED_FIELDS[k]}" if GUIDED_FIELDS[k] in outputs else f"{k}->dropped"
             for k in present]
+
+
+# --- reasoning_content --------------------------------------------------------------------------------
+_REASONING = b'"reasoning":'
+
+
+def _mirror(doc: Any, part: str) -> bool:
+    """Copy ``reasoning`` to ``reasoning_content`` in each choice's ``part``; whether anything changed."""
+    changed = False
+    for choice in doc.get("choices") or () if isinstance(doc, dict) else ():
+        msg = choice.get(part) if isinstance(choice, dict) else None
+        if isinstance(msg, dict) and msg.get("reasoning") is not None and "reasoning_content" not in msg:
+            msg["reasoning_content"] = msg["reasoning"]
+            changed = True
+    return changed
+
+
+def mirror_reasoning_body(data: bytes) -> bytes:
+    """A non-streamed chat answer with each message's ``reasoning`` also as ``reasoning_content``."""
+    if _REASONING not in data:
+        return data
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data
+    return orjson.dumps(doc) if _mirror(doc, "message") else data
+
+
+class ReasoningMirror:
+    """The same for a chat stream: feed the relayed chunks, send what :meth:`feed` returns, then :meth:`flush`.
+
+    Bytes are held back only up to the end of the last complete event in what has arrived (vLLM ends every
+    chunk with one, so in practice nothing waits).
+    """
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Complete events of what has arrived, reasoning mirrored; the tail waits for the next chunk."""
+        buf = self._rest + chunk
+        cut = buf.rfind(b"\n\n") + 2
+        if cut < 2:
+            self._rest = buf
+            return b""
+        out, self._rest = buf[:cut], buf[cut:]
+        if _REASONING not in out:
+            return out
+        return b"".join(_event(e) for e in out[:-2].split(b"\n\n"))
+
+    def flush(self) -> bytes:
+        """What is left at the end of the stream (an unterminated last event, as received)."""
+        rest, self._rest = self._rest, b""
+        return rest
+
+
+def _event(event: bytes) -> bytes:
+    if event.startswith(b"data: {") and _REASONING in event:
+        try:
+            doc = orjson.loads(event[6:])
+        except orjson.JSONDecodeError:
+            return event + b"\n\n"
+        if _mirror(doc, "delta"):
+            return b"data: " + orjson.dumps(doc) + b"\n\n"
+    return event + b"\n\n"

@@ -20,7 +20,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from serve.router.compat import upgrade_legacy_fields
+from serve.router.compat import ReasoningMirror, mirror_reasoning_body, upgrade_legacy_fields
 from serve.router.defaults import apply_task_defaults
 from serve.router.metrics import RouterMetrics
 from serve.router.policy import Decision, RoutingPolicy
@@ -192,9 +192,11 @@ class RouterService:
             if charge is not None:
                 charge.settle(0)  # refused or failed by the engine: nothing was generated
             return await self._upstream_error(ep, resp, decision, out_headers)
+        mirror = kind == "chat" and self.fleet.router.mirror_reasoning_content
         if body.get("stream"):
             out_headers["cache-control"] = "no-cache"
-            return StreamingResponse(self._relay(ep, resp, decision, t0, deadline, rid, charge),
+            return StreamingResponse(self._relay(ep, resp, decision, t0, deadline, rid, charge,
+                                                 ReasoningMirror() if mirror else None),
                                      media_type="text/event-stream", headers=out_headers)
         try:
             async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
@@ -209,6 +211,8 @@ class RouterService:
             return Response(status_code=499)
         if charge is not None:
             charge.settle_body(data)
+        if mirror:
+            data = mirror_reasoning_body(data)
         elapsed = time.perf_counter() - t0
         self.metrics.e2e.labels(self.metrics.model_label(decision.model)).observe(elapsed)
         self.metrics.observe_request(decision.task, decision.model, resp.status)
@@ -274,7 +278,8 @@ class RouterService:
         raise UpstreamError("The model engine failed to process the request.", code="engine_error")
 
     async def _relay(self, ep: Endpoint, resp: aiohttp.ClientResponse, decision: Decision, t0: float,
-                     deadline: float, rid: str, charge: TokenCharge | None = None) -> AsyncIterator[bytes]:
+                     deadline: float, rid: str, charge: TokenCharge | None = None,
+                     mirror: ReasoningMirror | None = None) -> AsyncIterator[bytes]:
         """Relay the engine's SSE bytes as they arrive; errors become one SSE error event."""
         model_label = self.metrics.model_label(decision.model)
         first = True
@@ -287,7 +292,12 @@ class RouterService:
                         first = False
                     if charge is not None:
                         charge.feed(chunk)
-                    yield chunk
+                    if mirror is None:
+                        yield chunk
+                    elif out := mirror.feed(chunk):
+                        yield out
+            if mirror is not None and (rest := mirror.flush()):
+                yield rest
             finished = True
         except TimeoutError:
             yield sse_error(UpstreamTimeoutError("The request timed out.", code="timeout"), rid)

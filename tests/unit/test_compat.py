@@ -1,8 +1,10 @@
-"""Legacy ``guided_*`` request fields rewritten to ``structured_outputs`` (serve/router/compat.py), alone and in
-the router over FAKE engines."""
+"""Compatibility with older vLLM clients (serve/router/compat.py): ``guided_*`` request fields rewritten to
+``structured_outputs``, and ``reasoning`` mirrored as ``reasoning_content``; alone and in the router over FAKE
+engines."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -72,3 +74,53 @@ async def test_router_names_the_rewrite(client: httpx.AsyncClient) -> None:
     both = {**body, "guided_json": SCHEMA, "structured_outputs": {"json": SCHEMA}}
     r = await client.post("/v1/chat/completions", json=both)
     assert r.status_code == 400 and r.json()["error"]["param"] == "guided_json"
+
+
+# --- reasoning_content mirrored ---------------------------------------------------------------------
+def test_mirror_body_adds_reasoning_content_and_leaves_other_answers_alone() -> None:
+    from serve.router.compat import mirror_reasoning_body
+
+    data = b'{"choices":[{"message":{"role":"assistant","reasoning":"r1","content":"c"}}],"usage":{}}'
+    msg = json.loads(mirror_reasoning_body(data))["choices"][0]["message"]
+    assert msg["reasoning_content"] == msg["reasoning"] == "r1" and msg["content"] == "c"
+    plain = b'{"choices":[{"message":{"role":"assistant","content":"c"}}]}'
+    assert mirror_reasoning_body(plain) is plain
+
+
+def test_stream_mirror_across_arbitrary_chunk_boundaries() -> None:
+    from serve.router.compat import ReasoningMirror
+
+    events = [b'data: {"choices":[{"delta":{"role":"assistant"}}]}',
+              b'data: {"choices":[{"delta":{"reasoning":"think "}}]}',
+              b'data: {"choices":[{"delta":{"reasoning":"more"}}]}',
+              b'data: {"choices":[{"delta":{"content":"answer \\"reasoning\\": no"}}]}',
+              b"data: [DONE]"]
+    stream = b"".join(e + b"\n\n" for e in events)
+    for size in (1, 5, 17, len(stream)):
+        m = ReasoningMirror()
+        out = b"".join(m.feed(stream[i:i + size]) for i in range(0, len(stream), size)) + m.flush()
+        got = out.split(b"\n\n")[:-1]
+        assert len(got) == len(events)
+        assert got[0] == events[0] and got[3] == events[3] and got[4] == events[4]  # untouched bytes
+        for i in (1, 2):
+            delta = json.loads(got[i][6:])["choices"][0]["delta"]
+            assert delta["reasoning_content"] == delta["reasoning"]
+
+
+async def test_router_mirrors_reasoning_when_configured(fake_engines: dict[str, FakeEngineServer]) -> None:
+    fleet = FleetConfig.from_dict(fleet_dict(mirror_reasoning_content=True))
+    app = create_app(fleet, StaticRegistry({n: [e.url] for n, e in fake_engines.items()}))
+    body = {"model": "general", "messages": [{"role": "user", "content": "why?"}], "max_tokens": 8,
+            "chat_template_kwargs": {"enable_thinking": True}}
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://router") as c:
+        msg = (await c.post("/v1/chat/completions", json=body)).json()["choices"][0]["message"]
+        assert msg["reasoning"] and msg["reasoning_content"] == msg["reasoning"]
+        reasoning = mirrored = ""
+        async with c.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as s:
+            async for line in s.aiter_lines():
+                if line.startswith("data: {"):
+                    for ch in json.loads(line[6:])["choices"]:
+                        reasoning += ch["delta"].get("reasoning") or ""
+                        mirrored += ch["delta"].get("reasoning_content") or ""
+        assert reasoning and mirrored == reasoning
