@@ -1,0 +1,45 @@
+"""Compatibility shims against the real Qwen3 engine (vLLM's ``qwen3`` reasoning parser): a second router in
+this process, over the stack's own ``qwen3-general`` replica, with ``router.mirror_reasoning_content`` on.
+
+Random weights: the assertions are about fields and their equality, never about text.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.e2e.fleet import BUSY, e2e_fleet
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_reasoning_is_mirrored_as_reasoning_content(stack_url: str) -> None:
+    from serve.config import FleetConfig
+    from serve.router.app import create_app
+    from serve.router.upstream import StaticRegistry
+
+    rows = httpx.get(stack_url + "/v1/status", timeout=10).json()["endpoints"][BUSY]
+    data = e2e_fleet()
+    data["security"] = {"require_api_key": False}
+    data["router"]["mirror_reasoning_content"] = True
+    app = create_app(FleetConfig.from_dict(data), StaticRegistry({BUSY: [rows[0]["url"]]}))
+    body = {"model": BUSY, "messages": [{"role": "user", "content": "Why is the sky blue?"}], "max_tokens": 12,
+            "chat_template_kwargs": {"enable_thinking": True}}
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://router", timeout=60) as c:
+        r = await c.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text[:300]
+        msg = r.json()["choices"][0]["message"]
+        # vLLM's qwen3 parser puts the text before </think> in `reasoning`; the router mirrors it
+        assert msg.get("reasoning") and msg["reasoning_content"] == msg["reasoning"]
+        reasoning = mirrored = ""
+        async with c.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as s:
+            async for line in s.aiter_lines():
+                if line.startswith("data: {"):
+                    for ch in json.loads(line[6:])["choices"]:
+                        reasoning += ch["delta"].get("reasoning") or ""
+                        mirrored += ch["delta"].get("reasoning_content") or ""
+        assert reasoning and mirrored == reasoning
