@@ -299,7 +299,8 @@ def create_app(
         **kwargs: Any other :class:`FakeServerSettings` field.
 
     Returns:
-        A FastAPI app serving ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``, ``/health``.
+        A FastAPI app serving ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``, ``/tokenize``,
+        ``/detokenize`` (FAKE counts: words, or the Qwen tokenizer with ``exact_prompt_tokens``), ``/health``.
     """
     s = settings or FakeServerSettings(ttft_s=ttft_s, tokens_per_s=tokens_per_s, **kwargs)
     engine = FakeEngine(s)
@@ -313,6 +314,18 @@ def create_app(
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         return await engine.handle(request, chat=False)
+
+    @app.post("/tokenize")
+    async def tokenize(request: Request) -> Response:
+        body = json.loads(await request.body())
+        chat = "messages" in body
+        n = engine._prompt_tokens(body, chat)
+        return JSONResponse({"count": n, "max_model_len": s.max_model_len, "tokens": list(range(n))})
+
+    @app.post("/detokenize")
+    async def detokenize(request: Request) -> Response:
+        tokens = json.loads(await request.body()).get("tokens") or []
+        return JSONResponse({"prompt": " ".join(WORDS[t % len(WORDS)].strip() for t in tokens)})
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

@@ -188,6 +188,14 @@ def _install_routes(app: FastAPI, service: RouterService) -> None:
     async def completions(request: Request) -> Response:
         return await service.handle(request, "completions")
 
+    @app.post("/tokenize", responses=_ERRORS, openapi_extra=_BODY_DOC)
+    async def tokenize(request: Request) -> Response:
+        return await service.handle_tokens(request, "tokenize")
+
+    @app.post("/detokenize", responses=_ERRORS, openapi_extra=_BODY_DOC)
+    async def detokenize(request: Request) -> Response:
+        return await service.handle_tokens(request, "detokenize")
+
     @app.post("/v1/route", responses=_ERRORS, openapi_extra=_BODY_DOC)
     async def route(request: Request) -> Response:
         raw = await request.body()

@@ -33,14 +33,15 @@ from serve.router.protocol import (
     sse_error,
 )
 from serve.router.upstream import Endpoint, EndpointRegistry
-from serve.router.validate import request_timeout, validate_body
+from serve.router.validate import request_timeout, validate_body, validate_token_body
 from serve.security.usage import TokenCharge
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["chat", "completions"]
+Kind = Literal["chat", "completions", "tokenize", "detokenize"]
 T = TypeVar("T")
-PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions",
+                         "tokenize": "/tokenize", "detokenize": "/detokenize"}
 _CONNECT_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ServerTimeoutError, ConnectionError)
 
 
@@ -160,6 +161,30 @@ class RouterService:
             self.metrics.reject(_reject_reason(exc))
             self.metrics.observe_request(task, model, exc.status)
             logger.info("request_id=%s rejected status=%d code=%s", rid, exc.status, exc.code)
+            raise
+
+    async def handle_tokens(self, request: Request, kind: Literal["tokenize", "detokenize"]) -> Response:
+        """``/tokenize`` and ``/detokenize``, answered by a replica of the named (or routed) model.
+
+        The counts come from that engine's own tokenizer and chat template, as the prompt will be served. No
+        task defaults are applied and no capability is checked (counting a prompt that is too long is the
+        point); the request counts against the key's request rate, not its tokens.
+        """
+        t0 = time.perf_counter()
+        try:
+            raw = await request.body()
+            if self.guard is not None:
+                await self.guard.admit(request, raw)
+            body = parse_body(raw)
+            validate_token_body(body, kind, self.limits)
+            deployment, adapter, _ = self.policy.resolve_model(body.get("model"))
+            decision = self.decide(body, request.headers) if deployment is None else Decision(
+                task="explicit", model=deployment, candidates=[deployment], reason=f"explicit: {deployment}",
+                adapter=adapter, explicit=True)
+            body["model"] = decision.model if decision.adapter is None else f"{decision.model}:{decision.adapter}"
+            return await self.dispatch(request, body, decision, kind, t0)
+        except RouterError as exc:
+            self.metrics.reject(_reject_reason(exc))
             raise
 
     async def dispatch(self, request: Request, body: dict[str, Any], decision: Decision, kind: Kind,

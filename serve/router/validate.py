@@ -235,3 +235,27 @@ def validate_body(body: dict[str, Any], kind: str, limits: Any) -> None:
     ctk = body.get("chat_template_kwargs")
     if ctk and "enable_thinking" in ctk and not isinstance(ctk["enable_thinking"], bool):
         raise _bad("chat_template_kwargs.enable_thinking", "`enable_thinking` must be a boolean.")
+
+
+#: Most token ids accepted by ``/detokenize``.
+MAX_DETOKENIZE_IDS = 1_000_000
+
+
+def validate_token_body(body: dict[str, Any], kind: str, limits: Any) -> None:
+    """Validate a ``/tokenize`` (``messages`` or ``prompt``) or ``/detokenize`` (``tokens``) body.
+
+    Raises:
+        InvalidRequestError: The first problem found, naming its parameter.
+    """
+    model = body.get("model")
+    if model is not None and (not isinstance(model, str) or len(model) > 256):
+        raise _bad("model", "`model` must be a string naming a model.")
+    if kind == "detokenize":
+        tokens = body.get("tokens")
+        if (not isinstance(tokens, list) or len(tokens) > MAX_DETOKENIZE_IDS
+                or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in tokens)):
+            raise _bad("tokens", "`tokens` must be an array of non-negative token ids.")
+    elif "messages" in body:
+        _messages(body, limits)
+    else:
+        _prompt(body)

@@ -115,3 +115,19 @@ def test_structured_choice_holds_also_in_the_pre_012_spelling(client, legacy: bo
     r = raw.parse()
     assert r.choices[0].message.content in {"yes", "no"}
     assert raw.headers.get("x-qwen-compat") == ("guided_choice->structured_outputs.choice" if legacy else None)
+
+
+def test_tokenize_and_detokenize_through_the_router(http: httpx.Client) -> None:
+    """The router's /tokenize answers with the chosen engine's own tokenizer and chat template: the same
+    count as asking that engine directly; /detokenize inverts it."""
+    body = {"model": GENERAL, "messages": [{"role": "user", "content": "Count the tokens of this sentence."}]}
+    r = http.post("/tokenize", json=body)
+    assert r.status_code == 200, r.text[:300]
+    assert r.headers["x-qwen-model"] == GENERAL
+    engine_url = http.get("/v1/status").json()["endpoints"][GENERAL][0]["url"]
+    direct = httpx.post(engine_url + "/tokenize", json=body, timeout=30).json()
+    assert r.json()["count"] == direct["count"] == len(direct["tokens"]) > 8  # the chat template counts too
+    prompt = {"model": GENERAL, "prompt": "Hello tokens"}
+    ids = http.post("/tokenize", json=prompt).json()["tokens"]
+    back = http.post("/detokenize", json={"model": GENERAL, "tokens": ids})
+    assert back.status_code == 200 and back.json()["prompt"] == "Hello tokens"
