@@ -53,6 +53,8 @@ class RouterMetrics:
                                        ["model", "outcome"], registry=r)
         self.cancelled = Counter("qwen_router_client_disconnects", "Streams the client closed early",
                                  ["model"], registry=r)
+        self.compat = Counter("qwen_router_compat_rewrites", "Pre-0.12 vLLM request fields the router rewrote",
+                              ["field"], registry=r)
 
     def watch_replicas(self, snapshot: Callable[[], Mapping[str, Sequence[Any]]]) -> None:
         """Export per-replica figures read from ``snapshot()`` (the registry's endpoints) at scrape time."""
@@ -73,6 +75,14 @@ class RouterMetrics:
     def reject(self, reason: str) -> None:
         """Count one request the router answered with an error itself."""
         self.rejections.labels(reason if reason in REJECT_REASONS else "invalid").inc()
+
+    def count_compat(self, rewrites: Iterable[str]) -> None:
+        """Count the legacy fields of one request (``old->new`` strings from ``serve.router.compat``)."""
+        from serve.router.compat import GUIDED_FIELDS
+
+        for rewrite in rewrites:
+            field = rewrite.split("->", 1)[0]
+            self.compat.labels(field if field in GUIDED_FIELDS else "other").inc()
 
     def render(self) -> bytes:
         """Prometheus text exposition of this registry."""

@@ -132,6 +132,8 @@ class RouterService:
             body = parse_body(raw)
             validate_body(body, kind, self.limits)
             compat = upgrade_legacy_fields(body)
+            if compat:
+                self.metrics.count_compat(compat)
             decision = self.decide(body, request.headers)
             task, model = decision.task, decision.model
             if decision.spilled:

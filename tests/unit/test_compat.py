@@ -71,6 +71,8 @@ async def test_router_names_the_rewrite(client: httpx.AsyncClient) -> None:
     assert plain.status_code == 200 and plain.headers["x-qwen-compat"] == "guided_choice->dropped"
     del body["guided_choice"]
     assert "x-qwen-compat" not in (await client.post("/v1/chat/completions", json=body)).headers
+    metrics = (await client.get("/metrics")).text
+    assert 'qwen_router_compat_rewrites_total{field="guided_choice"} 2.0' in metrics
     both = {**body, "guided_json": SCHEMA, "structured_outputs": {"json": SCHEMA}}
     r = await client.post("/v1/chat/completions", json=both)
     assert r.status_code == 400 and r.json()["error"]["param"] == "guided_json"
