@@ -179,6 +179,12 @@ def request_timeout(headers: Mapping[str, str], limits: Any) -> float:
     return min(asked, float(getattr(limits, "max_request_timeout_s", default)))
 
 
+def _model(body: Mapping[str, Any]) -> None:
+    model = body.get("model")
+    if model is not None and (not isinstance(model, str) or len(model) > 256):
+        raise _bad("model", "`model` must be a string naming a model.")
+
+
 def validate_body(body: dict[str, Any], kind: str, limits: Any) -> None:
     """Validate a chat (``kind="chat"``) or completions body against the OpenAI schema and fleet limits.
 
@@ -190,9 +196,7 @@ def validate_body(body: dict[str, Any], kind: str, limits: Any) -> None:
     Raises:
         InvalidRequestError: The first problem found, naming its parameter.
     """
-    model = body.get("model")
-    if model is not None and (not isinstance(model, str) or len(model) > 256):
-        raise _bad("model", "`model` must be a string naming a model.")
+    _model(body)
     if kind == "chat":
         _messages(body, limits)
     else:
@@ -247,9 +251,7 @@ def validate_token_body(body: dict[str, Any], kind: str, limits: Any) -> None:
     Raises:
         InvalidRequestError: The first problem found, naming its parameter.
     """
-    model = body.get("model")
-    if model is not None and (not isinstance(model, str) or len(model) > 256):
-        raise _bad("model", "`model` must be a string naming a model.")
+    _model(body)
     if kind == "detokenize":
         tokens = body.get("tokens")
         if (not isinstance(tokens, list) or len(tokens) > MAX_DETOKENIZE_IDS

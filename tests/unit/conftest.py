@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -86,6 +86,21 @@ def fake_engines() -> Iterator[dict[str, FakeEngineServer]]:
     yield engines
     for e in engines.values():
         e.stop()
+
+
+@pytest.fixture
+async def router_client(fake_engines: dict[str, FakeEngineServer]) -> AsyncIterator[Any]:
+    """An httpx client of the router app (the unit fleet, no keys) over the FAKE engines."""
+    import httpx
+
+    from serve.config import FleetConfig
+    from serve.router.app import create_app
+    from serve.router.upstream import StaticRegistry
+
+    app = create_app(FleetConfig.from_dict(fleet_dict()), StaticRegistry({n: [e.url] for n, e in fake_engines.items()}))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://router") as c:
+        yield c
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ engines."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -55,11 +54,8 @@ def test_old_and_new_together_is_a_400() -> None:
 
 
 @pytest.fixture
-async def client(fake_engines: dict[str, FakeEngineServer]) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(FleetConfig.from_dict(fleet_dict()), StaticRegistry({n: [e.url] for n, e in fake_engines.items()}))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://router") as c:
-        yield c
+def client(router_client: httpx.AsyncClient) -> httpx.AsyncClient:
+    return router_client
 
 
 async def test_router_names_the_rewrite(client: httpx.AsyncClient) -> None:

@@ -3,23 +3,13 @@ model's replica, with the routing headers; bad bodies are 400s naming the parame
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
-from serve.config import FleetConfig
-from serve.router.app import create_app
-from serve.router.upstream import StaticRegistry
-from tests.unit.conftest import FakeEngineServer, fleet_dict
-
 
 @pytest.fixture
-async def client(fake_engines: dict[str, FakeEngineServer]) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(FleetConfig.from_dict(fleet_dict()), StaticRegistry({n: [e.url] for n, e in fake_engines.items()}))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://router") as c:
-        yield c
+def client(router_client: httpx.AsyncClient) -> httpx.AsyncClient:
+    return router_client
 
 
 async def test_tokenize_explicit_and_routed(client: httpx.AsyncClient) -> None:
