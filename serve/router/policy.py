@@ -55,6 +55,13 @@ class Decision:
     adapter: str | None = None
     explicit: bool = False
 
+    @property
+    def engine_model(self) -> str:
+        """The ``model`` the engine is sent: the deployment, or its served adapter id."""
+        from serve.lora import served_adapter_id
+
+        return self.model if self.adapter is None else served_adapter_id(self.model, self.adapter)
+
 
 def request_needs(body: Mapping[str, Any]) -> Needs:
     """Read what a chat or completions body needs (images, tools, thinking, output budget)."""

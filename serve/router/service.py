@@ -142,8 +142,7 @@ class RouterService:
             if not decision.explicit:
                 spec = self.policy.specs[decision.model]
                 applied = apply_task_defaults(body, self.fleet.router.tasks.get(decision.task), spec.capabilities)
-            # Adapters are served by the engine as `<deployment>:<adapter>` (serve/lora.py).
-            body["model"] = decision.model if decision.adapter is None else f"{decision.model}:{decision.adapter}"
+            body["model"] = decision.engine_model
             charge = self.guard.charge(key, body, rid) if self.guard is not None and key is not None else None
             h, n = prompt_fingerprint(body)
             logger.info("request_id=%s kind=%s task=%s model=%s prompt_hash=%s prompt_bytes=%d stream=%s "
@@ -169,8 +168,9 @@ class RouterService:
         """``/tokenize`` and ``/detokenize``, answered by a replica of the named (or routed) model.
 
         The counts come from that engine's own tokenizer and chat template, as the prompt will be served. No
-        task defaults are applied and no capability is checked (counting a prompt that is too long is the
-        point); the request counts against the key's request rate, not its tokens.
+        task defaults are applied. A named deployment is asked without capability checks (counting a prompt
+        that is too long is the point); a virtual model is routed like a generation request, among the
+        candidates able to serve it. The request counts against the key's request rate, not its tokens.
         """
         t0 = time.perf_counter()
         try:
@@ -183,7 +183,7 @@ class RouterService:
             decision = self.decide(body, request.headers) if deployment is None else Decision(
                 task="explicit", model=deployment, candidates=[deployment], reason=f"explicit: {deployment}",
                 adapter=adapter, explicit=True)
-            body["model"] = decision.model if decision.adapter is None else f"{decision.model}:{decision.adapter}"
+            body["model"] = decision.engine_model
             return await self.dispatch(request, body, decision, kind, t0)
         except RouterError as exc:
             self.metrics.reject(_reject_reason(exc))
