@@ -85,8 +85,10 @@ class RouterService:
         }
 
     # --- decide (shared with /v1/route) -----------------------------------------------------------
-    def decide(self, body: dict[str, Any], headers: Mapping[str, str]) -> Decision:
+    def decide(self, body: dict[str, Any], headers: Mapping[str, str], check_explicit: bool = True) -> Decision:
         """Classify (when the model is virtual) and choose a deployment for ``body``.
+
+        ``check_explicit=False`` takes a named deployment as it is, without capability checks (``/tokenize``).
 
         Raises:
             RouterError: 400 (capabilities), 404 (unknown model), 503 (no capacity).
@@ -95,7 +97,7 @@ class RouterService:
         try:
             deployment, adapter, task = self.policy.resolve_model(body.get("model"))
             if deployment is not None:
-                reason = self.policy.check_explicit(deployment, body)
+                reason = self.policy.check_explicit(deployment, body) if check_explicit else "explicit model"
                 header_task = headers.get("x-qwen-task", "")
                 task_name = header_task if header_task in self.fleet.router.tasks else "explicit"
                 return Decision(task=task_name, model=deployment, candidates=[deployment], reason=reason,
@@ -179,10 +181,7 @@ class RouterService:
                 await self.guard.admit(request, raw)
             body = parse_body(raw)
             validate_token_body(body, kind, self.limits)
-            deployment, adapter, _ = self.policy.resolve_model(body.get("model"))
-            decision = self.decide(body, request.headers) if deployment is None else Decision(
-                task="explicit", model=deployment, candidates=[deployment], reason=f"explicit: {deployment}",
-                adapter=adapter, explicit=True)
+            decision = self.decide(body, request.headers, check_explicit=False)
             body["model"] = decision.engine_model
             return await self.dispatch(request, body, decision, kind, t0)
         except RouterError as exc:
