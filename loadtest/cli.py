@@ -348,8 +348,9 @@ def cmd_compare(a: argparse.Namespace) -> int:
         _compare_once(a, wl, load, out)
         return 0
     by_rate = bool(a.rate_list)
-    levels = _levels(a.rate_list, "--rate-list") if by_rate else \
-        [float(int(x)) for x in _levels(a.concurrency_list, "--concurrency-list")]
+    levels = _levels(a.rate_list, "--rate-list") if by_rate else _levels(a.concurrency_list, "--concurrency-list")
+    if not by_rate and any(x != int(x) for x in levels):
+        raise SystemExit("--concurrency-list needs whole stream counts")
     points: dict[str, list[dict[str, Any]]] = {a.a_label: [], a.b_label: []}
     for level in levels:
         _echo(f"--- {level:g} {'req/s' if by_rate else 'streams'}")

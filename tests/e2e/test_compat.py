@@ -6,12 +6,11 @@ Random weights: the assertions are about fields and their equality, never about 
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
 
 from tests.e2e.fleet import BUSY, e2e_fleet
+from tests.sse import streamed_fields
 
 pytestmark = pytest.mark.e2e
 
@@ -35,11 +34,5 @@ async def test_reasoning_is_mirrored_as_reasoning_content(stack_url: str) -> Non
         msg = r.json()["choices"][0]["message"]
         # vLLM's qwen3 parser puts the text before </think> in `reasoning`; the router mirrors it
         assert msg.get("reasoning") and msg["reasoning_content"] == msg["reasoning"]
-        reasoning = mirrored = ""
-        async with c.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as s:
-            async for line in s.aiter_lines():
-                if line.startswith("data: {"):
-                    for ch in json.loads(line[6:])["choices"]:
-                        reasoning += ch["delta"].get("reasoning") or ""
-                        mirrored += ch["delta"].get("reasoning_content") or ""
-        assert reasoning and mirrored == reasoning
+        streamed = await streamed_fields(c, body, "reasoning", "reasoning_content")
+        assert streamed["reasoning"] and streamed["reasoning_content"] == streamed["reasoning"]

@@ -15,6 +15,7 @@ from serve.router.app import create_app
 from serve.router.compat import upgrade_legacy_fields
 from serve.router.protocol import InvalidRequestError
 from serve.router.upstream import StaticRegistry
+from tests.sse import streamed_fields
 from tests.unit.conftest import FakeEngineServer, fleet_dict
 
 SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}}
@@ -114,11 +115,5 @@ async def test_router_mirrors_reasoning_when_configured(fake_engines: dict[str, 
             transport=httpx.ASGITransport(app=app), base_url="http://router") as c:
         msg = (await c.post("/v1/chat/completions", json=body)).json()["choices"][0]["message"]
         assert msg["reasoning"] and msg["reasoning_content"] == msg["reasoning"]
-        reasoning = mirrored = ""
-        async with c.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as s:
-            async for line in s.aiter_lines():
-                if line.startswith("data: {"):
-                    for ch in json.loads(line[6:])["choices"]:
-                        reasoning += ch["delta"].get("reasoning") or ""
-                        mirrored += ch["delta"].get("reasoning_content") or ""
-        assert reasoning and mirrored == reasoning
+        streamed = await streamed_fields(c, body, "reasoning", "reasoning_content")
+        assert streamed["reasoning"] and streamed["reasoning_content"] == streamed["reasoning"]
