@@ -69,7 +69,8 @@ _REASONING = b'"reasoning":'
 def _mirror(doc: Any, part: str) -> bool:
     """Copy ``reasoning`` to ``reasoning_content`` in each choice's ``part``; whether anything changed."""
     changed = False
-    for choice in doc.get("choices") or () if isinstance(doc, dict) else ():
+    choices = doc.get("choices") if isinstance(doc, dict) else None
+    for choice in choices or ():
         msg = choice.get(part) if isinstance(choice, dict) else None
         if isinstance(msg, dict) and msg.get("reasoning") is not None and "reasoning_content" not in msg:
             msg["reasoning_content"] = msg["reasoning"]
