@@ -8,7 +8,7 @@ port of its node, and registers that address in Ray's internal KV under its depl
 
 Why: the router relays the engine's SSE bytes over one keep-alive HTTP connection instead of moving every
 token chunk through a Ray actor call. On this machine the per-chunk handle hop is what costs Ray Serve LLM's
-multi-model path 15 % of raw vLLM's throughput (STACK-NOTES.md); the byte relay keeps parity while keeping
+multi-model path 15 % of raw vLLM's throughput (measured with vLLM's serving benchmark on a tiny Qwen3); the byte relay keeps parity while keeping
 Ray Serve for placement, scaling and recovery. Several models and one ingress, unlike direct streaming.
 """
 
@@ -24,22 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-#: Prefix of the internal-KV keys under which engine replicas publish their HTTP address.
-ENDPOINT_KEY_PREFIX = "qwen-serve/endpoints/"
-#: Ray namespace of the internal KV entries.
-KV_NAMESPACE = "qwen-serve"
-#: Engine replicas refresh their record (endpoint + engine stats) this often; the router ignores records
-#: older than ``STALE_AFTER_S``.
-HEARTBEAT_S = 2.0
-STALE_AFTER_S = 20.0
-
 # Engine keys that only make sense on GPUs; dropped for CPU deployments.
 _GPU_ONLY_KEYS = ("gpu_memory_utilization", "enable_expert_parallel", "data_parallel_size")
-
-
-def endpoint_key(deployment: str, replica_id: str) -> bytes:
-    """Internal-KV key of one replica's endpoint record."""
-    return f"{ENDPOINT_KEY_PREFIX}{deployment}/{replica_id}".encode()
 
 
 def _llm_server_cls() -> type:
@@ -81,7 +67,7 @@ def build_llm_config(spec: DeploymentSpec, fleet: FleetConfig | None = None) -> 
     if spec.accelerator.type == "cpu":
         for key in _GPU_ONLY_KEYS:
             engine.pop(key, None)
-        # Without an explicit bundle Ray Serve LLM asks for a GPU and waits forever (STACK-NOTES.md).
+        # Without an explicit bundle Ray Serve LLM asks for a GPU and waits forever.
         kwargs["placement_group_config"] = {"bundles": [{"CPU": 1}]}
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     elif spec.accelerator.gpu_type:

@@ -6,7 +6,6 @@ Imported only inside Ray workers and builders (it imports Ray Serve LLM, which i
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
@@ -14,10 +13,10 @@ import time
 from typing import Any
 
 from ray import serve
-from ray.experimental import internal_kv
 from ray.serve.llm import LLMServer
 
-from serve.deployments import HEARTBEAT_S, KV_NAMESPACE, endpoint_key
+from serve import engine_record
+from serve.engine_record import HEARTBEAT_S, EngineRecord
 from serve.engine_stats import attach as attach_engine_stats
 
 logger = logging.getLogger(__name__)
@@ -76,25 +75,17 @@ class QwenLLMServer(LLMServer):
             await asyncio.sleep(0.05)
         replica_id = serve.get_replica_context().replica_id.unique_id
         self._url = f"http://{host}:{port}"
-        record = {
-            "url": self._url,
-            "deployment": self._deployment_name,
-            "replica": replica_id,
-            "pid": os.getpid(),
-            "started": time.time(),
-        }
-        self._key = endpoint_key(self._deployment_name, replica_id)
-        self._record = record
+        self._record = EngineRecord(deployment=self._deployment_name, replica=replica_id, url=self._url,
+                                    pid=os.getpid(), started=time.time())
+        self._key = self._record.key
         self._publish()
         self._heartbeat = asyncio.get_running_loop().create_task(self._heartbeat_loop())
         logger.info("engine %s replica %s serving on %s", self._deployment_name, replica_id, self._url)
 
     def _publish(self) -> None:
-        assert self._key is not None
-        self._record["heartbeat"] = time.time()
         if self._stats is not None:
-            self._record["stats"] = self._stats.to_dict()
-        internal_kv._internal_kv_put(self._key, json.dumps(self._record).encode(), namespace=KV_NAMESPACE)
+            self._record.stats = self._stats
+        engine_record.publish(self._record)
 
     async def _heartbeat_loop(self) -> None:
         """Refresh the endpoint record so the router can drop records of replicas that died without a goodbye."""
@@ -105,10 +96,6 @@ class QwenLLMServer(LLMServer):
             except Exception:  # noqa: BLE001 - the GCS may be briefly unreachable; try again next beat
                 logger.warning("endpoint heartbeat failed for %s", self._deployment_name)
 
-    async def endpoint(self) -> str:
-        """Return this replica's private engine URL (for status and tests)."""
-        return self._url
-
     async def __del__(self) -> None:
         beat = getattr(self, "_heartbeat", None)
         if beat is not None:
@@ -116,7 +103,7 @@ class QwenLLMServer(LLMServer):
         key = getattr(self, "_key", None)  # None when __init__ failed before registering
         if key is not None:
             try:
-                internal_kv._internal_kv_del(key, namespace=KV_NAMESPACE)
+                engine_record.withdraw(key)
             except Exception:  # noqa: BLE001 - best effort during shutdown
                 logger.debug("could not deregister %s", self._key)
         await super().__del__()

@@ -6,59 +6,21 @@ cumulative prefix-cache query/hit token counts and the latest queue gauges in an
 the engine replica publishes with its endpoint heartbeat (``serve.engine_server``). The router turns them into
 per-replica metrics and uses them in ``/v1/status``; benchmarks read hit rates from there.
 
-This module imports nothing from vLLM, so the router and the unit tests can use :class:`EngineStats`.
+The :class:`EngineStats` type itself lives with the record it travels in (``serve.engine_record``).
+This module imports nothing from vLLM.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
 from typing import Any
 
+from serve.engine_record import EngineStats
+
+__all__ = ["EngineStats", "EngineStatsLogger", "attach"]
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class EngineStats:
-    """Cumulative and latest engine statistics of one replica.
-
-    Attributes:
-        prefix_queries: Prompt tokens looked up in the prefix cache (cumulative).
-        prefix_hits: Of those, tokens found in the cache (cumulative).
-        prefix_requests: Requests that looked up the prefix cache (cumulative).
-        running: Requests in the engine's running batch (latest step).
-        waiting: Requests waiting in the engine's queue (latest step).
-        kv_usage: Fraction of the KV cache in use (latest step, 0..1).
-        updated: Wall time of the latest record.
-    """
-
-    prefix_queries: int = 0
-    prefix_hits: int = 0
-    prefix_requests: int = 0
-    running: int = 0
-    waiting: int = 0
-    kv_usage: float = 0.0
-    updated: float = 0.0
-
-    @property
-    def hit_rate(self) -> float | None:
-        """Prefix-cache hit rate over the replica's lifetime (None before any lookup)."""
-        return self.prefix_hits / self.prefix_queries if self.prefix_queries else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for the heartbeat record (JSON)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any) -> EngineStats | None:
-        """Parse a heartbeat record's ``stats`` (None when absent or malformed)."""
-        if not isinstance(data, dict):
-            return None
-        try:
-            return cls(**{k: type(getattr(cls, k))(data[k]) for k in cls.__dataclass_fields__ if k in data})
-        except (TypeError, ValueError):
-            return None
 
 
 class EngineStatsLogger:

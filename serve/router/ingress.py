@@ -46,8 +46,7 @@ class RouterIngress:
     Args:
         fleet: The fleet config as a JSON dict (what ``serveConfigV2`` carries).
         engines: Handles of the engine deployments, keyed by model name. Binding them makes Serve deploy the
-            engines with the router; the router reaches them over their private HTTP endpoints and uses the
-            handles for health and status.
+            engines with the router; the router reaches them over their private HTTP endpoints.
     """
 
     def __init__(self, fleet: dict[str, Any], engines: dict[str, DeploymentHandle] | None = None) -> None:
@@ -57,7 +56,9 @@ class RouterIngress:
         self._fleet = FleetConfig.from_dict(fleet)
         configure_logging(json_format=self._fleet.log_json)
         _raise_priority()
-        self._engines = engines or {}
+        # ``engines`` is only bound so that Serve deploys the engines with the router; requests reach them
+        # over their private HTTP endpoints (serve.engine_record), not through these handles.
+        del engines
 
     async def __serve_build_asgi_app__(self) -> Any:
         from serve.router.app import create_app

@@ -25,9 +25,6 @@ from serve.router.protocol import InvalidRequestError, ModelNotFoundError, Overl
 from serve.router.tokens import TokenCounter
 from serve.router.upstream import EndpointRegistry
 
-#: Engine figures older than this (seconds; heartbeats come every 2 s) are not used for saturation.
-STATS_FRESH_S = 10.0
-
 logger = logging.getLogger(__name__)
 
 
@@ -124,7 +121,7 @@ class RoutingPolicy:
         """Requests waiting in the engines of a deployment, from heartbeats no older than ``STATS_FRESH_S``."""
         now = time.time()
         return sum(e.stats.waiting for e in self.registry.load(name).healthy_endpoints
-                   if e.stats is not None and now - e.stats.updated <= STATS_FRESH_S)
+                   if e.stats is not None and e.stats.fresh(now))
 
     # --- capability -------------------------------------------------------------------------------
     def incapable(self, name: str, needs: Needs, body: Mapping[str, Any]) -> str | None:

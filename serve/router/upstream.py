@@ -17,7 +17,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -26,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from serve.engine_stats import EngineStats
+from serve.engine_record import EngineStats
 
 logger = logging.getLogger(__name__)
 
@@ -164,27 +163,14 @@ class RayKVRegistry(EndpointRegistry):
 
 
 def _read_kv() -> tuple[dict[str, dict[str, str]], dict[tuple[str, str], EngineStats]]:
-    from ray.experimental import internal_kv
-
-    from serve.deployments import ENDPOINT_KEY_PREFIX, KV_NAMESPACE, STALE_AFTER_S
+    from serve.engine_record import read_records
 
     out: dict[str, dict[str, str]] = {}
     stats: dict[tuple[str, str], EngineStats] = {}
-    now = time.time()
-    for key in internal_kv._internal_kv_list(ENDPOINT_KEY_PREFIX, namespace=KV_NAMESPACE):
-        raw = internal_kv._internal_kv_get(key, namespace=KV_NAMESPACE)
-        if not raw:
-            continue
-        rec = json.loads(raw)
-        if now - float(rec.get("heartbeat", rec.get("started", now))) > STALE_AFTER_S:
-            # The replica died without deregistering (killed); Ray Serve starts a new one with its own record.
-            internal_kv._internal_kv_del(key, namespace=KV_NAMESPACE)
-            logger.info("dropped stale endpoint %s of %s", rec.get("replica"), rec.get("deployment"))
-            continue
-        out.setdefault(rec["deployment"], {})[rec["replica"]] = rec["url"]
-        parsed = EngineStats.from_dict(rec.get("stats"))
-        if parsed is not None:
-            stats[rec["deployment"], rec["replica"]] = parsed
+    for rec in read_records():
+        out.setdefault(rec.deployment, {})[rec.replica] = rec.url
+        if rec.stats is not None:
+            stats[rec.deployment, rec.replica] = rec.stats
     return out, stats
 
 
