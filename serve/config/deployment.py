@@ -13,7 +13,15 @@ from serve.catalog import Capabilities, UnknownVariantError, Variant, load_catal
 from serve.catalog.models import QuantMethod
 from serve.config.engine_keys import GPU_ONLY_KEYS, PARALLEL_KEYS, allowed_engine_keys
 from serve.config.paths import expand_path, looks_local
-from serve.config.specs import NAME_PATTERN, Accelerator, Autoscaling, LoraSpec, ReplicaRouting, StrictModel
+from serve.config.specs import (
+    NAME_PATTERN,
+    Accelerator,
+    Autoscaling,
+    LeastLoadedRouting,
+    LoraSpec,
+    ReplicaRouting,
+    StrictModel,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +90,7 @@ class DeploymentSpec(StrictModel):
     max_queued_requests: int | None = Field(default=None, ge=0)
     engine: dict[str, Any] = Field(default_factory=dict)
     lora: LoraSpec | None = None
-    replica_routing: ReplicaRouting = Field(default_factory=ReplicaRouting)
+    replica_routing: ReplicaRouting = Field(default_factory=LeastLoadedRouting)
     capabilities_override: Capabilities | None = Field(default=None, alias="capabilities")
 
     model_config = {**StrictModel.model_config, "populate_by_name": True}

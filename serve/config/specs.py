@@ -5,9 +5,18 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from serve.catalog import TASKS, UnknownGpuError, load_catalog
 
@@ -115,21 +124,49 @@ class LoraSpec(StrictModel):
         return out
 
 
-class ReplicaRouting(StrictModel):
-    """How the router picks a replica of one deployment.
+class LeastLoadedRouting(StrictModel):
+    """``least_loaded``: power of two choices on the router's in-flight requests (the default)."""
+
+    policy: Literal["least_loaded"] = "least_loaded"
+
+
+class RoundRobinRouting(StrictModel):
+    """``round_robin``: rotate over the healthy replicas."""
+
+    policy: Literal["round_robin"] = "round_robin"
+
+
+class PrefixAffinityRouting(StrictModel):
+    """``prefix_affinity``: shared prompt prefixes and sessions stick to one replica (for vLLM's prefix
+    cache), with a load guard.
 
     Attributes:
-        policy: ``least_loaded`` (power of two choices on in-flight requests), ``round_robin``, or
-            ``prefix_affinity`` (shared prompt prefixes and sessions stick to one replica, for vLLM's prefix
-            cache, with a load guard).
-        load_guard: prefix_affinity falls back to least-loaded when the preferred replica has more than
-            ``load_guard`` x the least busy replica's in-flight requests plus ``slack``.
+        load_guard: Fall back to least-loaded when the preferred replica has more than ``load_guard`` x the
+            least busy replica's in-flight requests plus ``slack``.
         slack: In-flight difference always tolerated by the load guard.
+        max_keys: Prefixes and sessions remembered per deployment (least recently used are forgotten).
     """
 
-    policy: Literal["least_loaded", "round_robin", "prefix_affinity"] = "least_loaded"
+    policy: Literal["prefix_affinity"] = "prefix_affinity"
     load_guard: float = Field(default=2.0, ge=1.0)
     slack: int = Field(default=4, ge=0)
+    max_keys: int = Field(default=65536, ge=16)
+
+
+def _routing_policy(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("policy", "least_loaded"))
+    return str(getattr(value, "policy", "least_loaded"))
+
+
+#: How the router picks a replica of one deployment: one parameter model per policy, chosen by ``policy``
+#: (a policy's parameters are refused under another policy). The pickers are in ``serve.router.replicas``.
+ReplicaRouting = Annotated[
+    Annotated[LeastLoadedRouting, Tag("least_loaded")]
+    | Annotated[RoundRobinRouting, Tag("round_robin")]
+    | Annotated[PrefixAffinityRouting, Tag("prefix_affinity")],
+    Discriminator(_routing_policy),
+]
 
 
 class TaskPolicy(StrictModel):

@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,18 +24,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serve.errors import InvalidRequestError, ModelNotFoundError, RouterError, error_response
 from serve.router.metrics import RouterMetrics
-from serve.router.policy import RoutingPolicy
-from serve.router.protocol import (
-    ErrorResponse,
-    InvalidRequestError,
-    ModelNotFoundError,
-    RouterError,
-    error_response,
-)
-from serve.router.service import RouterService, parse_body
+from serve.router.policy import DeploymentChooser
+from serve.router.protocol import ErrorResponse
+from serve.router.seams import Admission, TaskClassifier
+from serve.router.service import RouterService
 from serve.router.tokens import TokenCounter
 from serve.router.upstream import EndpointRegistry, RegistryRefresher, make_session
+
+if TYPE_CHECKING:  # pragma: no cover
+    from serve.config import FleetConfig
 
 logger = logging.getLogger(__name__)
 
@@ -89,21 +88,42 @@ def _rid(request: Request) -> str:
     return str(getattr(request.state, "request_id", "") or "")
 
 
+def build_classifier(fleet: FleetConfig) -> TaskClassifier:
+    """The fleet's task classifier: its tasks, default task and ``router.classifier`` options.
+
+    The running router and ``qwen-serve route --local`` both build it here, so the dry run classifies
+    exactly as the stack does.
+    """
+    from serve.router.classify import Classifier
+
+    return Classifier(tasks=tuple(fleet.router.tasks), default_task=fleet.router.default_task,
+                      options=fleet.router.classifier or None)
+
+
+def build_service(fleet: FleetConfig, registry: EndpointRegistry, *, classifier: TaskClassifier | None = None,
+                  guard: Admission | None = None) -> RouterService:
+    """Wire the router's request path from a fleet config (no HTTP app, no I/O)."""
+    metrics = RouterMetrics([d.name for d in fleet.deployments], fleet.router.tasks)
+    metrics.watch_replicas(registry.endpoints)
+    chooser = DeploymentChooser(fleet, registry, TokenCounter())
+    return RouterService(fleet, chooser, classifier or build_classifier(fleet), registry, metrics, guard)
+
+
 def create_app(
-    fleet: Any,
+    fleet: FleetConfig,
     registry: EndpointRegistry,
     *,
-    classifier: Any = None,
-    guard: Any = None,
+    classifier: TaskClassifier | None = None,
+    guard: Admission | None = None,
     refresh_interval_s: float = 1.0,
     echo_request_id: bool = True,
 ) -> FastAPI:
     """Build the router app.
 
     Args:
-        fleet: The :class:`serve.config.FleetConfig`.
+        fleet: The fleet config.
         registry: Where the engine endpoints are (``RayKVRegistry`` in the stack, ``StaticRegistry`` in tests).
-        classifier: Task classifier; defaults to :class:`serve.router.classify.Classifier` over the fleet's tasks.
+        classifier: Task classifier; defaults to :func:`build_classifier`.
         guard: Admission control (API keys, rate limits); defaults to one built from ``fleet.security``.
         refresh_interval_s: How often the endpoint table is refreshed.
         echo_request_id: Add ``x-request-id`` to responses (off under Ray Serve, which adds it itself).
@@ -111,17 +131,11 @@ def create_app(
     Returns:
         The FastAPI app. Its ``state.service`` is the :class:`RouterService`.
     """
-    if classifier is None:
-        from serve.router.classify import Classifier
-
-        classifier = Classifier(tasks=tuple(fleet.router.tasks), default_task=fleet.router.default_task,
-                                options=getattr(fleet.router, "classifier", None) or None)
     if guard is None:
-        guard = _default_guard(fleet)
-    metrics = RouterMetrics([d.name for d in fleet.deployments], fleet.router.tasks)
-    metrics.watch_replicas(registry.endpoints)
-    policy = RoutingPolicy(fleet, registry, TokenCounter())
-    service = RouterService(fleet, policy, classifier, registry, metrics, guard)
+        from serve.security import Guard
+
+        guard = Guard.from_fleet(fleet)
+    service = build_service(fleet, registry, classifier=classifier, guard=guard)
     refresher = RegistryRefresher(registry, refresh_interval_s)
 
     @contextlib.asynccontextmanager
@@ -136,20 +150,11 @@ def create_app(
 
     app = FastAPI(title="qwen-serve router", version="0.1.0", lifespan=lifespan)
     app.state.service = service
-    if guard is not None and hasattr(guard, "install"):
-        guard.install(app)  # body-size limit, inside the request-id middleware
+    guard.install(app)  # body-size limit, inside the request-id middleware
     app.add_middleware(RequestIdMiddleware, echo_header=echo_request_id)
     _install_error_handlers(app)
     _install_routes(app, service)
     return app
-
-
-def _default_guard(fleet: Any) -> Any:
-    try:
-        from serve.security import Guard
-    except ImportError:
-        return None
-    return Guard.from_fleet(fleet)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -198,17 +203,7 @@ def _install_routes(app: FastAPI, service: RouterService) -> None:
 
     @app.post("/v1/route", responses=_ERRORS, openapi_extra=_BODY_DOC)
     async def route(request: Request) -> Response:
-        raw = await request.body()
-        if service.guard is not None:
-            await service.guard.admit(request, raw, charge=False)
-        body = parse_body(raw)
-        kind = "chat" if "messages" in body else "completions"
-        from serve.router.validate import validate_body
-
-        validate_body(body, kind, service.limits)
-        d = service.decide(body, request.headers)
-        return JSONResponse({"task": d.task, "model": d.model, "candidates": d.candidates, "reason": d.reason,
-                             "signals": d.signals, "language": d.language, "spilled": d.spilled})
+        return JSONResponse(await service.route(request))
 
     @app.get("/v1/models", responses=_ERRORS)
     async def models(request: Request) -> Response:
@@ -216,7 +211,7 @@ def _install_routes(app: FastAPI, service: RouterService) -> None:
             await service.guard.admit(request, b"", charge=False)
         now = int(time.time())
         data = []
-        for mid in service.policy.model_ids():
+        for mid in service.chooser.model_ids():
             meta = _model_meta(fleet, service, mid)
             data.append({"id": mid, "object": "model", "created": now, "owned_by": "qwen-serve", **meta})
         return JSONResponse({"object": "list", "data": data})
@@ -225,7 +220,7 @@ def _install_routes(app: FastAPI, service: RouterService) -> None:
     async def model(request: Request, model_id: str) -> Response:
         if service.guard is not None:
             await service.guard.admit(request, b"", charge=False)
-        if model_id not in service.policy.model_ids():
+        if model_id not in service.chooser.model_ids():
             raise ModelNotFoundError(f"The model `{model_id}` does not exist.", param="model",
                                      code="model_not_found")
         meta = _model_meta(fleet, service, model_id)
@@ -266,12 +261,10 @@ def _install_routes(app: FastAPI, service: RouterService) -> None:
         return Response(service.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-def _model_meta(fleet: Any, service: RouterService, mid: str) -> dict[str, Any]:
-    spec = service.policy.specs.get(mid.partition(":")[0])
+def _model_meta(fleet: FleetConfig, service: RouterService, mid: str) -> dict[str, Any]:
+    spec = service.chooser.specs.get(mid.partition(":")[0])
     if spec is None:
         task = fleet.router.aliases.get(mid)
         return {"qwen": {"virtual": True, "task": task or "auto"}}
-    caps = spec.capabilities
     return {"max_model_len": spec.context_length,
-            "qwen": {"variant": spec.variant, "capabilities": caps.model_dump() if hasattr(caps, "model_dump")
-                     else dict(caps)}}
+            "qwen": {"variant": spec.variant, "capabilities": spec.capabilities.model_dump()}}

@@ -1,7 +1,8 @@
 """Choose the deployment: explicit model or task policy, capability checks, load and health, spill-over.
 
-The policy is data (``fleet.router``): task -> ordered candidate deployments. :class:`RoutingPolicy` walks
-the candidates in order and takes the first one that
+The task policy is data (``fleet.router.tasks``): task -> ordered candidate deployments.
+:class:`DeploymentChooser` keeps the candidates that can serve the request (:meth:`~DeploymentChooser.capable`)
+and then walks them in order (:meth:`~DeploymentChooser.choose_deployment`), taking the first one that
 
 1. can serve the request (vision for image parts, a tool parser for ``tools``, Qwen3 for thinking, and a
    context length that holds the prompt plus ``max_tokens``),
@@ -19,23 +20,17 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from serve.router.protocol import InvalidRequestError, ModelNotFoundError, OverloadedError
+from serve.errors import InvalidRequestError, ModelNotFoundError, OverloadedError
+from serve.router.facts import RequestFacts
 from serve.router.tokens import TokenCounter
 from serve.router.upstream import EndpointRegistry
 
+if TYPE_CHECKING:  # pragma: no cover
+    from serve.config import DeploymentSpec, FleetConfig
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Needs:
-    """What a request needs from a deployment."""
-
-    vision: bool = False
-    tools: bool = False
-    thinking: bool = False
-    max_tokens: int = 0
 
 
 @dataclass
@@ -59,28 +54,14 @@ class Decision:
 
         return self.model if self.adapter is None else served_adapter_id(self.model, self.adapter)
 
-
-def request_needs(body: Mapping[str, Any]) -> Needs:
-    """Read what a chat or completions body needs (images, tools, thinking, output budget)."""
-    vision = False
-    for msg in body.get("messages") or ():
-        content = msg.get("content") if isinstance(msg, Mapping) else None
-        if isinstance(content, list):
-            for part in content:
-                if isinstance(part, Mapping) and part.get("type") in ("image_url", "video_url", "image", "video"):
-                    vision = True
-    ctk = body.get("chat_template_kwargs")
-    thinking = isinstance(ctk, Mapping) and ctk.get("enable_thinking") is True
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 0
-    n = body.get("n") or 1
-    return Needs(
-        vision=vision, tools=bool(body.get("tools")), thinking=thinking,
-        max_tokens=int(max_tokens) * (1 if isinstance(n, bool) else 1),
-    )
+    def to_dict(self) -> dict[str, Any]:
+        """The decision as ``POST /v1/route`` (and ``qwen-serve route``) shows it."""
+        return {"task": self.task, "model": self.model, "candidates": list(self.candidates), "reason": self.reason,
+                "signals": list(self.signals), "language": self.language, "spilled": self.spilled}
 
 
-class RoutingPolicy:
-    """Task policy + capability checks + spill-over over a fleet config.
+class DeploymentChooser:
+    """Chooses the deployment: task policy + capability checks + spill-over over a fleet config.
 
     Args:
         fleet: The :class:`serve.config.FleetConfig`.
@@ -88,7 +69,7 @@ class RoutingPolicy:
         tokens: Token counter for the context-length check.
     """
 
-    def __init__(self, fleet: Any, registry: EndpointRegistry, tokens: TokenCounter) -> None:
+    def __init__(self, fleet: FleetConfig, registry: EndpointRegistry, tokens: TokenCounter) -> None:
         self.fleet = fleet
         self.registry = registry
         self.tokens = tokens
@@ -124,18 +105,37 @@ class RoutingPolicy:
                    if e.stats is not None and e.stats.fresh(now))
 
     # --- capability -------------------------------------------------------------------------------
-    def incapable(self, name: str, needs: Needs, body: Mapping[str, Any]) -> str | None:
+    def incapable(self, name: str, facts: RequestFacts) -> str | None:
         """Why deployment ``name`` cannot serve the request (a short closed-set reason), or None."""
         caps = self.caps[name]
-        if needs.vision and not caps.vision:
+        if facts.vision and not caps.vision:
             return "no_vision"
-        if needs.tools and not caps.tools:
+        if facts.tools and not caps.tools:
             return "no_tools"
-        if needs.thinking and not caps.thinking:
+        if facts.thinking and not caps.thinking:
             return "no_thinking"
-        if not self.tokens.fits(body, self.ctx[name], needs.max_tokens):
+        if not self.tokens.fits(facts, self.ctx[name], facts.max_tokens):
             return "context"
         return None
+
+    def capable(self, task: str, facts: RequestFacts) -> tuple[list[str], list[str], list[str]]:
+        """Split a task's candidates by capability.
+
+        Returns:
+            ``(candidates, capable, skipped)``: every candidate in policy order, those able to serve the
+            request, and ``name:reason`` for the others.
+        """
+        policy = self.fleet.router.tasks.get(task)
+        candidates: Sequence[str] = list(policy.candidates) if policy is not None else []
+        capable: list[str] = []
+        skipped: list[str] = []
+        for name in candidates:
+            why = self.incapable(name, facts)
+            if why is None:
+                capable.append(name)
+            else:
+                skipped.append(f"{name}:{why}")
+        return list(candidates), capable, skipped
 
     # --- decisions --------------------------------------------------------------------------------
     def resolve_model(self, model: str | None) -> tuple[str | None, str | None, str | None]:
@@ -177,41 +177,31 @@ class RoutingPolicy:
         ids.extend(a for a in self.fleet.router.aliases if a not in ids)
         return ids
 
-    def check_explicit(self, name: str, body: Mapping[str, Any]) -> str:
+    def check_named(self, name: str, facts: RequestFacts) -> str:
         """Validate an explicitly named deployment; returns the reason string.
 
         Raises:
             InvalidRequestError: The deployment cannot serve this request.
             OverloadedError: It has no healthy endpoint or is above its hard limit.
         """
-        needs = request_needs(body)
-        why = self.incapable(name, needs, body)
+        why = self.incapable(name, facts)
         if why is not None:
             raise InvalidRequestError(_explain_incapable(why, name, self.specs[name]), param=_param_of(why),
                                       code=why)
         self._check_available(name)
         return "explicit model"
 
-    def choose(self, task: str, body: Mapping[str, Any]) -> tuple[str, list[str], str, str | None]:
-        """Walk the task's candidates; returns (deployment, candidates, reason, spill-reason).
+    def choose_deployment(self, task: str, facts: RequestFacts) -> tuple[str, list[str], str, str | None]:
+        """Walk the task's capable candidates by load and health; returns (deployment, candidates, reason,
+        spill-reason).
 
         Raises:
             InvalidRequestError: No candidate can serve the request at all (capabilities).
             OverloadedError: Capable candidates exist but none can take it now.
         """
-        policy = self.fleet.router.tasks.get(task)
-        candidates: Sequence[str] = list(policy.candidates) if policy is not None else []
-        needs = request_needs(body)
-        skipped: list[str] = []
-        capable: list[str] = []
-        for name in candidates:
-            why = self.incapable(name, needs, body)
-            if why is not None:
-                skipped.append(f"{name}:{why}")
-                continue
-            capable.append(name)
+        candidates, capable, skipped = self.capable(task, facts)
         if not capable:
-            raise InvalidRequestError(_no_candidate_message(task, needs, skipped), param=_param_of_needs(needs),
+            raise InvalidRequestError(_no_candidate_message(task, facts, skipped), param=_param_of_needs(facts),
                                       code="no_capable_deployment")
         spill: str | None = None
         fallback: list[str] = []
@@ -226,10 +216,10 @@ class RoutingPolicy:
                 spill = spill or "saturated"
                 fallback.append(name)
                 continue
-            return name, list(candidates), _reason(task, name, skipped), (spill if name != capable[0] else None)
+            return name, candidates, _reason(task, name, skipped), (spill if name != capable[0] else None)
         for name in sorted(fallback, key=lambda n: self.registry.load(n).ongoing / self.capacity(n)[1]):
             if self.registry.load(name).ongoing < self.capacity(name)[1]:
-                return name, list(candidates), _reason(task, name, skipped) + " (all saturated: least loaded)", spill
+                return name, candidates, _reason(task, name, skipped) + " (all saturated: least loaded)", spill
         raise OverloadedError(
             f"All deployments for task `{task}` are busy or down; retry later.", code="overloaded",
             retry_after=2.0,
@@ -255,15 +245,15 @@ def _param_of(why: str) -> str:
             "context": "max_tokens"}.get(why, "model")
 
 
-def _param_of_needs(needs: Needs) -> str:
-    if needs.vision:
+def _param_of_needs(facts: RequestFacts) -> str:
+    if facts.vision:
         return "messages"
-    if needs.tools:
+    if facts.tools:
         return "tools"
     return "max_tokens"
 
 
-def _explain_incapable(why: str, name: str, spec: Any) -> str:
+def _explain_incapable(why: str, name: str, spec: DeploymentSpec) -> str:
     if why == "no_vision":
         return f"Model `{name}` does not accept images; send them to a vision model (Qwen2.5-VL)."
     if why == "no_tools":
@@ -274,12 +264,12 @@ def _explain_incapable(why: str, name: str, spec: Any) -> str:
             f"({spec.context_length} tokens); shorten the prompt or lower max_tokens.")
 
 
-def _no_candidate_message(task: str, needs: Needs, skipped: list[str]) -> str:
-    if needs.vision:
+def _no_candidate_message(task: str, facts: RequestFacts, skipped: list[str]) -> str:
+    if facts.vision:
         return "This request contains images but no vision-capable model is deployed for it."
-    if needs.tools:
+    if facts.tools:
         return "This request uses tools but no deployment with a tool-call parser serves it."
-    if needs.thinking:
+    if facts.thinking:
         return "enable_thinking was requested but no thinking-capable (Qwen3) deployment serves this task."
     if any(s.endswith(":context") for s in skipped):
         return ("The prompt plus max_tokens does not fit the context length of any deployment for task "

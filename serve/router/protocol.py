@@ -1,25 +1,34 @@
-"""Wire types of the router's OpenAI surface and the one error factory.
+"""Wire types of the router's OpenAI surface, and the error vocabulary it answers with.
 
-The error shape is OpenAI's (and vLLM's ``ErrorResponse``): ``{"error": {"message", "type", "param",
-"code"}}``. The models are defined here rather than imported from vLLM so that the router process never
-imports torch (vLLM's protocol modules do); the shape is checked against the ``openai`` client in the e2e
-tests.
-
-Every error the router returns goes through :func:`error_response` (JSON) or :func:`sse_error` (inside an
-event stream). 5xx responses never carry ``str(exc)``: only a fixed message and the request id.
+The error models are defined here rather than imported from vLLM so that the router process never imports
+torch (vLLM's protocol modules do); the shape is checked against the ``openai`` client in the e2e tests.
+The errors themselves and their one factory live in :mod:`serve.errors` (shared with ``serve.security``)
+and are re-exported here for the router's modules.
 """
 
 from __future__ import annotations
 
-import logging
-from http import HTTPStatus
-from typing import Any
+from pydantic import BaseModel
 
-import orjson
-from pydantic import BaseModel, ConfigDict
-from starlette.responses import Response
+from serve.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    OverloadedError,
+    RateLimitError,
+    RouterError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    error_body,
+    error_response,
+    sse_error,
+)
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "AuthenticationError", "ErrorInfo", "ErrorResponse", "InvalidRequestError", "ModelNotFoundError",
+    "OverloadedError", "RateLimitError", "RouterError", "UpstreamError", "UpstreamTimeoutError", "error_body",
+    "error_response", "sse_error",
+]
 
 
 class ErrorInfo(BaseModel):
@@ -35,148 +44,3 @@ class ErrorResponse(BaseModel):
     """An OpenAI-shaped error response body."""
 
     error: ErrorInfo
-
-
-class RouteDecisionModel(BaseModel):
-    """Body of ``POST /v1/route``: what the router would do with a request, without generating."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    task: str
-    model: str
-    candidates: list[str]
-    reason: str
-    signals: list[dict[str, Any]]
-    language: str | None = None
-    defaults_applied: list[str] = []
-
-
-class RouterError(Exception):
-    """Base of every error the router answers itself.
-
-    Attributes:
-        status: HTTP status.
-        err_type: OpenAI error ``type``.
-        param: The offending request parameter, when there is one.
-        code: A short machine-readable code.
-        retry_after: Seconds for the ``Retry-After`` header (429/503).
-        headers: More response headers (e.g. a key's ``x-ratelimit-*`` figures on a 429).
-    """
-
-    status: int = 400
-    err_type: str = "invalid_request_error"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        retry_after: float | None = None,
-        status: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code
-        self.retry_after = retry_after
-        self.headers: dict[str, str] = {}
-        if status is not None:
-            self.status = status
-
-
-class InvalidRequestError(RouterError):
-    """A client mistake (400), naming the parameter."""
-
-
-class AuthenticationError(RouterError):
-    """Missing or wrong API key (401)."""
-
-    status = 401
-    err_type = "authentication_error"
-
-
-class ModelNotFoundError(RouterError):
-    """The requested model is neither a deployment, an adapter nor a virtual model (404)."""
-
-    status = 404
-    err_type = "not_found_error"
-
-
-class RateLimitError(RouterError):
-    """Per-key request or token rate exceeded, or the router's queue is full (429)."""
-
-    status = 429
-    err_type = "rate_limit_error"
-
-
-class OverloadedError(RouterError):
-    """No candidate deployment can take the request now (503)."""
-
-    status = 503
-    err_type = "service_unavailable_error"
-
-
-class UpstreamTimeoutError(RouterError):
-    """The request's deadline passed (408)."""
-
-    status = 408
-    err_type = "timeout_error"
-
-
-class UpstreamError(RouterError):
-    """The engine failed (502); the message is fixed, the cause only goes to the log."""
-
-    status = 502
-    err_type = "upstream_error"
-
-
-_INTERNAL = "Internal server error"
-
-
-def error_body(exc: BaseException, request_id: str | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """Map any exception to ``(status, OpenAI error body, extra headers)``.
-
-    Args:
-        exc: The exception.
-        request_id: Added to 5xx messages so operators can find the log line.
-
-    Returns:
-        The HTTP status, the body as a dict and extra headers (``Retry-After``, the error's own).
-    """
-    headers: dict[str, str] = {}
-    if isinstance(exc, RouterError):
-        status, err_type, message, param, code = exc.status, exc.err_type, exc.message, exc.param, exc.code
-        headers.update(exc.headers)
-        if exc.retry_after is not None:
-            headers["Retry-After"] = str(max(1, int(round(exc.retry_after))))
-    else:
-        status, err_type, param, code = 500, "internal_server_error", None, None
-        message = _INTERNAL
-    if status >= 500 and not isinstance(exc, RouterError):
-        # Never leak str(exc) on a 5xx: the message is fixed, the cause only goes to the log.
-        message = f"{_INTERNAL} (request id {request_id})" if request_id else _INTERNAL
-    body = {"error": {"message": message, "type": err_type, "param": param, "code": code or status}}
-    return status, body, headers
-
-
-def error_response(exc: BaseException, request_id: str | None = None) -> Response:
-    """Build the JSON error response for ``exc`` (see :func:`error_body`)."""
-    status, body, headers = error_body(exc, request_id)
-    if request_id:
-        headers["x-request-id"] = request_id
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
-
-
-def sse_error(exc: BaseException, request_id: str | None = None) -> bytes:
-    """The streaming twin of :func:`error_response`: one ``data:`` event carrying the error body."""
-    _, body, _ = error_body(exc, request_id)
-    return b"data: " + orjson.dumps(body) + b"\n\n"
-
-
-def status_phrase(status: int) -> str:
-    """Human phrase of an HTTP status (``429`` -> ``Too Many Requests``)."""
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"

@@ -2,6 +2,11 @@
 
 Task routing picks the variant; these small policies pick which engine replica of it serves the request.
 
+Each picker is a small class with one method, :meth:`ReplicaPicker.pick`, over the healthy endpoints and the
+request's :class:`~serve.router.facts.RequestFacts`. Its parameters are one pydantic model per policy in the
+fleet config (``serve.config.specs``: ``replica_routing: {policy: ..., <its parameters>}``); :data:`PICKERS`
+maps a policy name to its class. Adding a policy: a parameter model there, a class and a ``PICKERS`` entry here.
+
 - :class:`RoundRobin`: rotate over the healthy replicas.
 - :class:`LeastLoaded`: power of two choices on the router's in-flight counts (sample two, take the
   less busy); with two replicas it is simply the less busy one.
@@ -24,28 +29,31 @@ import hashlib
 import itertools
 import random
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from serve.router.facts import RequestFacts
 from serve.router.upstream import Endpoint
+
+if TYPE_CHECKING:  # pragma: no cover
+    from serve.config.specs import ReplicaRouting
 
 OUTCOMES = ("round_robin", "least_loaded", "affinity", "affinity_new", "affinity_fallback", "session")
 #: Characters of the prompt prefix that define a "shared prefix" for affinity.
 PREFIX_CHARS = 512
 
 
-class ReplicaPolicy(abc.ABC):
-    """Chooses one endpoint among the healthy replicas of a deployment."""
+class ReplicaPicker(abc.ABC):
+    """Picks one endpoint among the healthy replicas of a deployment."""
 
     name: str = "base"
 
     @abc.abstractmethod
-    def choose(self, endpoints: Sequence[Endpoint], body: Mapping[str, Any],
-               headers: Mapping[str, str]) -> tuple[Endpoint, str]:
+    def pick(self, endpoints: Sequence[Endpoint], facts: RequestFacts) -> tuple[Endpoint, str]:
         """Return the chosen endpoint (``endpoints`` is non-empty and healthy) and the outcome label."""
 
 
-class RoundRobin(ReplicaPolicy):
+class RoundRobin(ReplicaPicker):
     """Rotate over the replicas."""
 
     name = "round_robin"
@@ -53,13 +61,12 @@ class RoundRobin(ReplicaPolicy):
     def __init__(self) -> None:
         self._counter = itertools.count()
 
-    def choose(self, endpoints: Sequence[Endpoint], body: Mapping[str, Any],
-               headers: Mapping[str, str]) -> tuple[Endpoint, str]:
+    def pick(self, endpoints: Sequence[Endpoint], facts: RequestFacts) -> tuple[Endpoint, str]:
         ordered = sorted(endpoints, key=lambda e: e.replica)
         return ordered[next(self._counter) % len(ordered)], "round_robin"
 
 
-class LeastLoaded(ReplicaPolicy):
+class LeastLoaded(ReplicaPicker):
     """Power of two choices on in-flight requests (ties: fewer served)."""
 
     name = "least_loaded"
@@ -67,8 +74,7 @@ class LeastLoaded(ReplicaPolicy):
     def __init__(self, seed: int | None = None) -> None:
         self._rng = random.Random(seed)
 
-    def choose(self, endpoints: Sequence[Endpoint], body: Mapping[str, Any],
-               headers: Mapping[str, str]) -> tuple[Endpoint, str]:
+    def pick(self, endpoints: Sequence[Endpoint], facts: RequestFacts) -> tuple[Endpoint, str]:
         if len(endpoints) <= 2:
             pool: Sequence[Endpoint] = endpoints
         else:
@@ -76,33 +82,17 @@ class LeastLoaded(ReplicaPolicy):
         return min(pool, key=lambda e: (e.ongoing, e.served)), "least_loaded"
 
 
-def affinity_key(body: Mapping[str, Any], headers: Mapping[str, str]) -> tuple[str, str] | None:
-    """The affinity key of a request: ``("session", id)`` or ``("prefix", digest)``, or None."""
-    session = headers.get("x-session-id") or body.get("user")
-    if isinstance(session, str) and session:
-        return "session", session
-    messages = body.get("messages")
-    if isinstance(messages, list) and messages:
-        # The conversation's start: leading system messages and the first user turn. Later turns extend
-        # the same prefix, so every turn of a conversation gets the same key.
-        parts: list[str] = []
-        for m in messages:
-            if not isinstance(m, Mapping):
-                break
-            content = m.get("content")
-            if isinstance(content, str):
-                parts.append(content)
-            elif isinstance(content, list):
-                parts.extend(p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
-            if m.get("role") != "system":
-                break
-        text = "\x00".join(parts)
-    else:
-        prompt = body.get("prompt")
-        text = prompt if isinstance(prompt, str) else ""
-    if not text:
+def affinity_key(facts: RequestFacts) -> tuple[str, str] | None:
+    """The affinity key of a request: ``("session", id)`` or ``("prefix", digest)``, or None.
+
+    The prefix is the conversation's start (leading system turns and the first user turn): later turns extend
+    it, so every turn of a conversation gets the same key.
+    """
+    if facts.session:
+        return "session", facts.session
+    if not facts.prefix:
         return None
-    return "prefix", hashlib.blake2b(text[:PREFIX_CHARS].encode("utf-8", "replace"), digest_size=8).hexdigest()
+    return "prefix", hashlib.blake2b(facts.prefix[:PREFIX_CHARS].encode("utf-8", "replace"), digest_size=8).hexdigest()
 
 
 def _rendezvous(key: str, endpoints: Sequence[Endpoint]) -> Endpoint:
@@ -110,7 +100,7 @@ def _rendezvous(key: str, endpoints: Sequence[Endpoint]) -> Endpoint:
     return max(endpoints, key=lambda e: hashlib.blake2b(f"{key}|{e.replica}".encode(), digest_size=8).digest())
 
 
-class PrefixAffinity(ReplicaPolicy):
+class PrefixAffinity(ReplicaPicker):
     """Shared prefixes and sessions stick to the replica that has them cached unless it is much busier.
 
     Args:
@@ -128,11 +118,10 @@ class PrefixAffinity(ReplicaPolicy):
         self._fallback = LeastLoaded()
         self._homes: OrderedDict[str, str] = OrderedDict()
 
-    def choose(self, endpoints: Sequence[Endpoint], body: Mapping[str, Any],
-               headers: Mapping[str, str]) -> tuple[Endpoint, str]:
-        key = affinity_key(body, headers)
+    def pick(self, endpoints: Sequence[Endpoint], facts: RequestFacts) -> tuple[Endpoint, str]:
+        key = affinity_key(facts)
         if key is None:
-            return self._fallback.choose(endpoints, body, headers)
+            return self._fallback.pick(endpoints, facts)
         kind, digest = key
         least = min(endpoints, key=lambda e: (e.ongoing, e.served))
         home_id = self._homes.get(digest)
@@ -155,13 +144,25 @@ class PrefixAffinity(ReplicaPolicy):
             self._homes.popitem(last=False)
 
 
-def make_policy(name: str, options: Mapping[str, Any] | None = None) -> ReplicaPolicy:
-    """Build a replica policy by name (``round_robin``, ``least_loaded``, ``prefix_affinity``)."""
-    opts = dict(options or {})
-    if name == "round_robin":
-        return RoundRobin()
-    if name == "least_loaded":
-        return LeastLoaded()
-    if name == "prefix_affinity":
-        return PrefixAffinity(**opts)
-    raise ValueError(f"unknown replica policy {name!r}")
+#: Policy name -> picker class (built with the policy's parameters from the fleet config).
+PICKERS: dict[str, type[ReplicaPicker]] = {
+    "round_robin": RoundRobin,
+    "least_loaded": LeastLoaded,
+    "prefix_affinity": PrefixAffinity,
+}
+
+
+def make_picker(routing: ReplicaRouting | str) -> ReplicaPicker:
+    """Build the replica picker of a deployment's ``replica_routing`` (or a bare policy name).
+
+    Raises:
+        ValueError: Unknown policy.
+    """
+    if isinstance(routing, str):
+        name, params = routing, {}
+    else:
+        name, params = routing.policy, routing.model_dump(exclude={"policy"})
+    cls = PICKERS.get(name)
+    if cls is None:
+        raise ValueError(f"unknown replica policy {name!r}; known: {sorted(PICKERS)}")
+    return cls(**params)

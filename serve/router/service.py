@@ -1,8 +1,9 @@
-"""The router's request path: parse, admit, classify, choose, shape, dispatch (relay).
+"""The router's request path: prepare (admit, parse, validate, decide), shape, dispatch (relay), settle.
 
-:class:`RouterService` holds the collaborators (policy, classifier, endpoint registry, HTTP pool, guard,
-metrics) and runs one request through the steps of ARCHITECTURE.md. ``/v1/route`` calls :meth:`decide`, the
-same code without dispatch, so the dry run cannot disagree with the real decision.
+:class:`RouterService` holds the collaborators (deployment chooser, classifier, endpoint registry, HTTP pool,
+admission guard, metrics). Every handler starts with :meth:`RouterService.prepare`, the one preamble: admit,
+parse, validate, read the :class:`~serve.router.facts.RequestFacts`, decide. ``/v1/route`` runs the same
+preamble without dispatch, so the dry run cannot disagree with the real decision.
 """
 
 from __future__ import annotations
@@ -13,18 +14,15 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from serve.router.compat import ReasoningMirror, mirror_reasoning_body, upgrade_legacy_fields
-from serve.router.defaults import apply_task_defaults
-from serve.router.metrics import RouterMetrics
-from serve.router.policy import Decision, RoutingPolicy
-from serve.router.protocol import (
+from serve.errors import (
     InvalidRequestError,
     OverloadedError,
     RouterError,
@@ -32,16 +30,29 @@ from serve.router.protocol import (
     UpstreamTimeoutError,
     sse_error,
 )
+from serve.router.compat import ReasoningMirror, mirror_reasoning_body, upgrade_legacy_fields
+from serve.router.defaults import apply_task_defaults
+from serve.router.facts import RequestFacts, facts_of
+from serve.router.metrics import RouterMetrics
+from serve.router.policy import Decision, DeploymentChooser
+from serve.router.replicas import ReplicaPicker, make_picker
+from serve.router.seams import Admission, TaskClassifier
 from serve.router.upstream import Endpoint, EndpointRegistry
-from serve.router.validate import request_timeout, validate_body, validate_token_body
+from serve.router.validate import request_timeout, validate_request
 from serve.security.usage import TokenCharge
+
+if TYPE_CHECKING:  # pragma: no cover
+    from serve.config import FleetConfig
 
 logger = logging.getLogger(__name__)
 
 Kind = Literal["chat", "completions", "tokenize", "detokenize"]
 T = TypeVar("T")
+#: The engine path each request kind is relayed to.
 PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions",
                          "tokenize": "/tokenize", "detokenize": "/detokenize"}
+#: Kinds that generate (task defaults, token charges, draining refusals apply).
+GENERATE: frozenset[str] = frozenset({"chat", "completions"})
 _CONNECT_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ServerTimeoutError, ConnectionError)
 
 
@@ -51,23 +62,65 @@ def prompt_fingerprint(body: Mapping[str, Any]) -> tuple[str, int]:
     return hashlib.blake2b(raw, digest_size=6).hexdigest(), len(raw)
 
 
+@dataclass
+class Prepared:
+    """A request after the preamble: admitted, parsed, validated, read and decided.
+
+    Attributes:
+        kind: The request kind (which engine path it goes to).
+        body: The parsed body (shaped further before dispatch).
+        facts: What the body says, read once.
+        decision: Where it goes and why.
+        key: The API key's name (None without admission).
+        compat: Legacy fields rewritten for the engine (named in ``x-qwen-compat``).
+    """
+
+    kind: str
+    body: dict[str, Any]
+    facts: RequestFacts
+    decision: Decision
+    key: str | None = None
+    compat: list[str] = field(default_factory=list)
+
+
+class Lease:
+    """One in-flight request on one engine replica: acquired when the connection opens, released once.
+
+    Every exit of the request path (answer read, stream ended or broken, engine error, cancellation) calls
+    :meth:`release`; only the first call counts, so the router's load figures can never drift.
+    """
+
+    __slots__ = ("registry", "endpoint", "_held")
+
+    def __init__(self, registry: EndpointRegistry, endpoint: Endpoint) -> None:
+        self.registry = registry
+        self.endpoint = endpoint
+        registry.acquire(endpoint)
+        self._held = True
+
+    def release(self) -> None:
+        """Give the slot back (idempotent)."""
+        if self._held:
+            self._held = False
+            self.registry.release(self.endpoint)
+
+
 class RouterService:
     """Runs requests through the router's steps.
 
     Args:
         fleet: The fleet config.
-        policy: The routing policy (task table, capability checks, spill-over).
-        classifier: Task classifier with ``classify(body, headers)``.
+        chooser: Chooses the deployment (task table, capability checks, spill-over).
+        classifier: The task classifier.
         registry: Engine endpoints and load bookkeeping.
         metrics: The router's metrics.
-        guard: Admission control (API keys, rate limits, input limits) with ``admit(request, raw)`` and
-            ``charge(key, body, request_id)``; None admits everything.
+        guard: Admission control (API keys, rate limits, input limits); None admits everything.
     """
 
-    def __init__(self, fleet: Any, policy: RoutingPolicy, classifier: Any, registry: EndpointRegistry,
-                 metrics: RouterMetrics, guard: Any = None) -> None:
+    def __init__(self, fleet: FleetConfig, chooser: DeploymentChooser, classifier: TaskClassifier,
+                 registry: EndpointRegistry, metrics: RouterMetrics, guard: Admission | None = None) -> None:
         self.fleet = fleet
-        self.policy = policy
+        self.chooser = chooser
         self.classifier = classifier
         self.registry = registry
         self.metrics = metrics
@@ -75,29 +128,28 @@ class RouterService:
         self.session: aiohttp.ClientSession | None = None
         self.limits = fleet.security.limits
         self.draining = False
-        from serve.router.replicas import make_policy
-
-        self.replica_policies = {
-            d.name: make_policy(d.replica_routing.policy, {"load_guard": d.replica_routing.load_guard,
-                                                           "slack": d.replica_routing.slack}
-                                if d.replica_routing.policy == "prefix_affinity" else None)
-            for d in fleet.deployments
-        }
+        self.pickers: dict[str, ReplicaPicker] = {d.name: make_picker(d.replica_routing) for d in fleet.deployments}
 
     # --- decide (shared with /v1/route) -----------------------------------------------------------
-    def decide(self, body: dict[str, Any], headers: Mapping[str, str], check_explicit: bool = True) -> Decision:
-        """Classify (when the model is virtual) and choose a deployment for ``body``.
+    def decide(self, facts: RequestFacts, model: Any, headers: Mapping[str, str],
+               check_named: bool = True) -> Decision:
+        """Classify (when the model is virtual) and choose a deployment.
 
-        ``check_explicit=False`` takes a named deployment as it is, without capability checks (``/tokenize``).
+        Args:
+            facts: The request's facts.
+            model: The body's ``model`` field.
+            headers: Request headers (``x-qwen-task``).
+            check_named: Check a named deployment's capabilities and load; False takes it as it is
+                (``/tokenize``: counting a prompt that is too long is the point).
 
         Raises:
             RouterError: 400 (capabilities), 404 (unknown model), 503 (no capacity).
         """
         t0 = time.perf_counter()
         try:
-            deployment, adapter, task = self.policy.resolve_model(body.get("model"))
+            deployment, adapter, task = self.chooser.resolve_model(model)
             if deployment is not None:
-                reason = self.policy.check_explicit(deployment, body) if check_explicit else "explicit model"
+                reason = self.chooser.check_named(deployment, facts) if check_named else "explicit model"
                 header_task = headers.get("x-qwen-task", "")
                 task_name = header_task if header_task in self.fleet.router.tasks else "explicit"
                 return Decision(task=task_name, model=deployment, candidates=[deployment], reason=reason,
@@ -105,18 +157,50 @@ class RouterService:
             signals: list[dict[str, Any]] = []
             language = None
             if not task:
-                c = self.classifier.classify(body, headers)
+                c = self.classifier.classify(facts, headers)
                 task, language = c.task, c.language
                 signals = [{"name": s.name, "task": s.task, "weight": round(s.weight, 3), "detail": s.detail}
                            for s in c.signals]
                 why = c.reason
             else:
-                why = f"alias {body.get('model')}"
-            model, candidates, reason, spill = self.policy.choose(task, body)
-            return Decision(task=task, model=model, candidates=candidates, reason=f"{why}; {reason}",
+                why = f"alias {model}"
+            chosen, candidates, reason, spill = self.chooser.choose_deployment(task, facts)
+            return Decision(task=task, model=chosen, candidates=candidates, reason=f"{why}; {reason}",
                             signals=signals, language=language, spilled=spill)
         finally:
             self.metrics.decision.observe(time.perf_counter() - t0)
+
+    async def prepare(self, request: Request, kind: str, *, charge: bool = True,
+                      check_named: bool = True) -> Prepared:
+        """The preamble of every handler: admit, parse, validate, read the facts, decide.
+
+        Args:
+            request: The HTTP request.
+            kind: The request kind (``chat``, ``completions``, ``tokenize``, ``detokenize``; ``route`` is
+                a dry run that validates as chat or completions by the body's shape).
+            charge: Count the request against the key's request rate (False for ``/v1/route``).
+            check_named: See :meth:`decide`.
+
+        Raises:
+            RouterError: Any refusal (draining 503, 401, 413, 429, 400, 404, 503).
+        """
+        if self.draining and kind in GENERATE:
+            raise OverloadedError("The server is shutting down; retry on another instance.",
+                                  code="draining", retry_after=5.0)
+        raw = await request.body()
+        key = await self.guard.admit(request, raw, charge=charge) if self.guard is not None else None
+        body = parse_body(raw)
+        if kind == "route":
+            kind = "chat" if "messages" in body else "completions"
+        validate_request(body, kind, self.limits)
+        compat: list[str] = []
+        if kind in GENERATE:
+            compat = upgrade_legacy_fields(body)
+            if compat:
+                self.metrics.count_compat(compat)
+        facts = facts_of(body, kind, request.headers)
+        decision = self.decide(facts, body.get("model"), request.headers, check_named=check_named)
+        return Prepared(kind, body, facts, decision, key, compat)
 
     # --- the request path --------------------------------------------------------------------------
     async def handle(self, request: Request, kind: Kind) -> Response:
@@ -126,35 +210,26 @@ class RouterService:
         task: str | None = None
         model: str | None = None
         try:
-            if self.draining:
-                raise OverloadedError("The server is shutting down; retry on another instance.",
-                                      code="draining", retry_after=5.0)
-            raw = await request.body()
-            key = await self.guard.admit(request, raw) if self.guard is not None else None
-            body = parse_body(raw)
-            validate_body(body, kind, self.limits)
-            compat = upgrade_legacy_fields(body)
-            if compat:
-                self.metrics.count_compat(compat)
-            decision = self.decide(body, request.headers)
+            p = await self.prepare(request, kind)
+            decision, body = p.decision, p.body
             task, model = decision.task, decision.model
             if decision.spilled:
                 self.metrics.spillovers.labels(decision.spilled).inc()
             applied: list[str] = []
             if not decision.explicit:
-                spec = self.policy.specs[decision.model]
+                spec = self.chooser.specs[decision.model]
                 applied = apply_task_defaults(body, self.fleet.router.tasks.get(decision.task), spec.capabilities)
             body["model"] = decision.engine_model
-            charge = self.guard.charge(key, body, rid) if self.guard is not None and key is not None else None
+            charge = self.guard.charge(p.key, body, rid) if self.guard is not None and p.key is not None else None
             h, n = prompt_fingerprint(body)
             logger.info("request_id=%s kind=%s task=%s model=%s prompt_hash=%s prompt_bytes=%d stream=%s "
                         "defaults=%s", rid, kind, task, model, h, n, bool(body.get("stream")), ",".join(applied))
             try:
-                response = await self.dispatch(request, body, decision, kind, t0, charge)
-                if self.guard is not None and key is not None:
-                    response.headers.update(self.guard.rate_headers(key))
-                if compat:
-                    response.headers["x-qwen-compat"] = ", ".join(compat)
+                response = await self.dispatch(request, p, t0, charge)
+                if self.guard is not None and p.key is not None:
+                    response.headers.update(self.guard.rate_headers(p.key))
+                if p.compat:
+                    response.headers["x-qwen-compat"] = ", ".join(p.compat)
                 return response
             except RouterError:
                 if charge is not None:
@@ -176,30 +251,30 @@ class RouterService:
         """
         t0 = time.perf_counter()
         try:
-            raw = await request.body()
-            if self.guard is not None:
-                await self.guard.admit(request, raw)
-            body = parse_body(raw)
-            validate_token_body(body, kind, self.limits)
-            decision = self.decide(body, request.headers, check_explicit=False)
-            body["model"] = decision.engine_model
-            return await self.dispatch(request, body, decision, kind, t0)
+            p = await self.prepare(request, kind, check_named=False)
+            p.body["model"] = p.decision.engine_model
+            return await self.dispatch(request, p, t0)
         except RouterError as exc:
             self.metrics.reject(_reject_reason(exc))
             raise
 
-    async def dispatch(self, request: Request, body: dict[str, Any], decision: Decision, kind: Kind,
-                       t0: float, charge: TokenCharge | None = None) -> Response:
+    async def route(self, request: Request) -> dict[str, Any]:
+        """``POST /v1/route``: the decision for a request, without generating (not counted as a request)."""
+        return (await self.prepare(request, "route", charge=False)).decision.to_dict()
+
+    async def dispatch(self, request: Request, p: Prepared, t0: float,
+                       charge: TokenCharge | None = None) -> Response:
         """Send the request to an engine endpoint of the chosen deployment and relay the answer.
 
         ``charge`` (the key's token charge, if limited) is settled with the answer's real usage.
         """
         assert self.session is not None, "router not started"
+        body, decision, kind = p.body, p.decision, p.kind
         payload = orjson.dumps(body)
         rid: str = request.state.request_id
         headers = {"content-type": "application/json", "x-request-id": rid}
         deadline = time.monotonic() + request_timeout(request.headers, self.limits)
-        connect = self._connect(decision, kind, payload, headers, body, request.headers)
+        connect = self._connect(p, payload, headers)
         try:  # a non-streamed answer only has headers when done: watch deadline and disconnect meanwhile
             async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
                 got = await (connect if body.get("stream") else _unless_disconnected(request, connect))
@@ -208,7 +283,8 @@ class RouterService:
         if got is None:  # client went away: closing the upstream connection aborted the engine request
             self.metrics.cancelled.labels(self.metrics.model_label(decision.model)).inc()
             return Response(status_code=499)
-        ep, resp, outcome = got
+        lease, resp, outcome = got
+        ep = lease.endpoint
         out_headers = {
             "x-qwen-task": decision.task, "x-qwen-model": decision.model,
             "x-qwen-route-reason": _ascii(decision.reason), "x-request-id": rid,
@@ -217,11 +293,11 @@ class RouterService:
         if resp.status >= 400:
             if charge is not None:
                 charge.settle(0)  # refused or failed by the engine: nothing was generated
-            return await self._upstream_error(ep, resp, decision, out_headers)
+            return await self._upstream_error(lease, resp, decision, out_headers)
         mirror = kind == "chat" and self.fleet.router.mirror_reasoning_content
         if body.get("stream"):
             out_headers["cache-control"] = "no-cache"
-            return StreamingResponse(self._relay(ep, resp, decision, t0, deadline, rid, charge,
+            return StreamingResponse(self._relay(lease, resp, decision, t0, deadline, rid, charge,
                                                  ReasoningMirror() if mirror else None),
                                      media_type="text/event-stream", headers=out_headers)
         try:
@@ -231,7 +307,7 @@ class RouterService:
             raise UpstreamTimeoutError("The request timed out.", code="timeout") from None
         finally:
             resp.release()
-            self.registry.release(ep)
+            lease.release()
         if data is None:  # client went away: the engine request was aborted by closing the connection
             self.metrics.cancelled.labels(self.metrics.model_label(decision.model)).inc()
             return Response(status_code=499)
@@ -244,29 +320,28 @@ class RouterService:
         self.metrics.observe_request(decision.task, decision.model, resp.status)
         return Response(data, status_code=resp.status, media_type="application/json", headers=out_headers)
 
-    async def _connect(self, decision: Decision, kind: Kind, payload: bytes, headers: dict[str, str],
-                       body: dict[str, Any], request_headers: Mapping[str, str] | None = None,
-                       ) -> tuple[Endpoint, aiohttp.ClientResponse, str]:
+    async def _connect(self, p: Prepared, payload: bytes, headers: dict[str, str],
+                       ) -> tuple[Lease, aiohttp.ClientResponse, str]:
         """Open the upstream request, failing over to another replica or candidate on connect errors."""
         assert self.session is not None
+        decision = p.decision
         tried: list[Endpoint] = []
         for _ in range(4):
-            ep, outcome = self.registry.pick(decision.model, exclude=tried,
-                                             policy=self.replica_policies.get(decision.model), body=body,
-                                             headers=request_headers)
+            ep, outcome = self.registry.pick_replica(decision.model, p.facts, exclude=tried,
+                                                     picker=self.pickers.get(decision.model))
             if ep is None:
-                if decision.explicit or not self._spill_after_failure(decision, body):
+                if decision.explicit or not self._spill_after_failure(decision, p.facts):
                     raise OverloadedError(f"No healthy replica of `{decision.model}` is reachable; retry later.",
                                           code="deployment_unavailable", retry_after=5.0)
-                payload = orjson.dumps({**body, "model": decision.model})
+                payload = orjson.dumps({**p.body, "model": decision.model})
                 continue
             self.metrics.replica_choices.labels(self.metrics.model_label(ep.deployment), outcome).inc()
-            self.registry.acquire(ep)
+            lease = Lease(self.registry, ep)
             try:
-                resp = await self.session.post(ep.url + PATHS[kind], data=payload, headers=headers)
-                return ep, resp, outcome
+                resp = await self.session.post(ep.url + PATHS[p.kind], data=payload, headers=headers)
+                return lease, resp, outcome
             except BaseException as exc:
-                self.registry.release(ep)
+                lease.release()
                 if not isinstance(exc, _CONNECT_ERRORS):
                     raise  # cancelled (deadline, disconnect): the connection is closed, the engine aborts
                 ep.mark_down()
@@ -277,10 +352,10 @@ class RouterService:
         raise OverloadedError("No engine replica could be reached; retry later.", code="deployment_unavailable",
                               retry_after=5.0)
 
-    def _spill_after_failure(self, decision: Decision, body: dict[str, Any]) -> bool:
-        """Re-choose after every replica of the decided deployment failed (the policy skips it now)."""
+    def _spill_after_failure(self, decision: Decision, facts: RequestFacts) -> bool:
+        """Re-choose after every replica of the decided deployment failed (the chooser skips it now)."""
         try:
-            model, candidates, reason, _ = self.policy.choose(decision.task, body)
+            model, candidates, reason, _ = self.chooser.choose_deployment(decision.task, facts)
         except RouterError:
             return False
         if model == decision.model:
@@ -288,13 +363,14 @@ class RouterService:
         decision.model, decision.reason, decision.spilled = model, reason + " (after connect failure)", "unhealthy"
         return True
 
-    async def _upstream_error(self, ep: Endpoint, resp: aiohttp.ClientResponse, decision: Decision,
+    async def _upstream_error(self, lease: Lease, resp: aiohttp.ClientResponse, decision: Decision,
                               out_headers: dict[str, str]) -> Response:
+        ep = lease.endpoint
         try:
             data = await resp.read()
         finally:
             resp.release()
-            self.registry.release(ep)
+            lease.release()
         self.metrics.observe_request(decision.task, decision.model, resp.status)
         if resp.status < 500:
             return Response(data, status_code=resp.status, media_type="application/json", headers=out_headers)
@@ -303,10 +379,11 @@ class RouterService:
         self.metrics.reject("upstream")
         raise UpstreamError("The model engine failed to process the request.", code="engine_error")
 
-    async def _relay(self, ep: Endpoint, resp: aiohttp.ClientResponse, decision: Decision, t0: float,
+    async def _relay(self, lease: Lease, resp: aiohttp.ClientResponse, decision: Decision, t0: float,
                      deadline: float, rid: str, charge: TokenCharge | None = None,
                      mirror: ReasoningMirror | None = None) -> AsyncIterator[bytes]:
         """Relay the engine's SSE bytes as they arrive; errors become one SSE error event."""
+        ep = lease.endpoint
         model_label = self.metrics.model_label(decision.model)
         first = True
         finished = False
@@ -335,7 +412,7 @@ class RouterService:
             yield b"data: [DONE]\n\n"
         finally:
             resp.close() if not finished else resp.release()
-            self.registry.release(ep)
+            lease.release()
             if charge is not None:
                 charge.settle_stream()  # what was streamed, also when the stream broke or timed out
             if not finished:

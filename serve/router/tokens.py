@@ -9,9 +9,10 @@ request fits without tokenizing. Near the limit the prompt is tokenized exactly 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
+
+from serve.router.facts import RequestFacts
 
 logger = logging.getLogger(__name__)
 
@@ -20,41 +21,6 @@ PER_MESSAGE_OVERHEAD = 6
 PER_REQUEST_OVERHEAD = 8
 #: Tokens charged for one image part (Qwen2.5-VL: up to 16384 by default; the engine checks exactly).
 IMAGE_TOKENS = 1024
-
-
-def _texts(body: Mapping[str, Any]) -> tuple[list[str], int, int]:
-    """Text pieces of a chat or completions body, number of messages, number of images."""
-    texts: list[str] = []
-    images = 0
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        for msg in messages:
-            if not isinstance(msg, Mapping):
-                continue
-            content = msg.get("content")
-            if isinstance(content, str):
-                texts.append(content)
-            elif isinstance(content, list):
-                for part in content:
-                    if not isinstance(part, Mapping):
-                        continue
-                    if isinstance(part.get("text"), str):
-                        texts.append(part["text"])
-                    elif part.get("type") in ("image_url", "image", "video_url", "video"):
-                        images += 1
-        if body.get("tools"):
-            import orjson
-
-            texts.append(orjson.dumps(body["tools"]).decode())
-        return texts, len(messages), images
-    prompt = body.get("prompt")
-    if isinstance(prompt, str):
-        texts.append(prompt)
-    elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
-        texts.extend(prompt)
-    elif isinstance(prompt, list) and prompt and all(isinstance(p, int) for p in prompt):
-        return [], 0, -len(prompt)  # token ids: negative marks "exact count known"
-    return texts, 0, 0
 
 
 class TokenCounter:
@@ -74,25 +40,28 @@ class TokenCounter:
             self._file = str(tokenizer_dir() / "tokenizer.json")
         return Tokenizer.from_file(self._file)
 
-    def count(self, body: Mapping[str, Any]) -> int:
-        """Exact-enough prompt tokens of a body (text tokens + template overhead + image budget)."""
-        texts, n_messages, images = _texts(body)
-        if images < 0:
-            return -images
+    def count(self, facts: RequestFacts) -> int:
+        """Exact-enough prompt tokens of a request (text tokens + template overhead + media budget)."""
+        if facts.prompt_token_ids is not None:
+            return facts.prompt_token_ids
+        texts = facts.texts()
         enc = self.tokenizer.encode_batch(texts, add_special_tokens=False) if texts else []
-        return (sum(len(e.ids) for e in enc) + PER_MESSAGE_OVERHEAD * n_messages + PER_REQUEST_OVERHEAD
-                + IMAGE_TOKENS * images)
+        return sum(len(e.ids) for e in enc) + _overhead(facts)
 
-    def upper_bound(self, body: Mapping[str, Any]) -> int:
+    def upper_bound(self, facts: RequestFacts) -> int:
         """A cheap upper bound on the prompt tokens (bytes, since a token covers at least one byte)."""
-        texts, n_messages, images = _texts(body)
-        if images < 0:
-            return -images
-        return (sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) + PER_MESSAGE_OVERHEAD * n_messages
-                + PER_REQUEST_OVERHEAD + IMAGE_TOKENS * images)
+        if facts.prompt_token_ids is not None:
+            return facts.prompt_token_ids
+        return sum(len(t.encode("utf-8", "surrogatepass")) for t in facts.texts()) + _overhead(facts)
 
-    def fits(self, body: Mapping[str, Any], context_length: int, max_tokens: int) -> bool:
+    def fits(self, facts: RequestFacts, context_length: int, max_tokens: int) -> bool:
         """Whether prompt tokens + ``max_tokens`` fit ``context_length`` (tokenizes only near the limit)."""
-        if self.upper_bound(body) + max_tokens <= context_length:
+        if self.upper_bound(facts) + max_tokens <= context_length:
             return True
-        return self.count(body) + max_tokens <= context_length
+        return self.count(facts) + max_tokens <= context_length
+
+
+def _overhead(facts: RequestFacts) -> int:
+    """Chat-template tokens around the messages, plus the budget of each image or video part."""
+    per_message = PER_MESSAGE_OVERHEAD * len(facts.turns) if facts.templated else 0
+    return per_message + PER_REQUEST_OVERHEAD + IMAGE_TOKENS * facts.media_parts

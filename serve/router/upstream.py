@@ -21,11 +21,15 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from serve.engine_record import EngineStats
+
+if TYPE_CHECKING:  # pragma: no cover
+    from serve.router.facts import RequestFacts
+    from serve.router.replicas import ReplicaPicker
 
 logger = logging.getLogger(__name__)
 
@@ -98,10 +102,9 @@ class EndpointRegistry(abc.ABC):
         """The load record of a deployment (empty when it has no endpoint yet)."""
         return self._deployments.setdefault(deployment, DeploymentLoad())
 
-    def pick(self, deployment: str, exclude: Iterable[Endpoint] = (), *, policy: Any = None,
-             body: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
-             ) -> tuple[Endpoint | None, str]:
-        """Choose a healthy endpoint of a deployment with a replica policy (default: least-ongoing).
+    def pick_replica(self, deployment: str, facts: RequestFacts, exclude: Iterable[Endpoint] = (), *,
+                     picker: ReplicaPicker | None = None) -> tuple[Endpoint | None, str]:
+        """Pick a healthy endpoint of a deployment with its replica picker (default: least in flight).
 
         Returns:
             ``(endpoint or None, outcome label)``.
@@ -110,9 +113,9 @@ class EndpointRegistry(abc.ABC):
         candidates = [ep for ep in self.load(deployment).endpoints if id(ep) not in skip and ep.healthy]
         if not candidates:
             return None, "none"
-        if policy is None or len(candidates) == 1:
+        if picker is None or len(candidates) == 1:
             return min(candidates, key=lambda e: (e.ongoing, e.served)), "least_loaded"
-        ep, outcome = policy.choose(candidates, body or {}, headers or {})
+        ep, outcome = picker.pick(candidates, facts)
         return ep, str(outcome)
 
     def acquire(self, ep: Endpoint) -> None:

@@ -11,10 +11,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from serve.router.protocol import InvalidRequestError
+from serve.errors import InvalidRequestError
+from serve.router.facts import CHAT_PARTS, TEXT_PARTS
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-PART_TYPES = frozenset({"text", "image_url", "input_audio", "video_url", "image", "video", "file", "refusal"})
 
 MAX_STOP_CHARS = 1024  # longest stop string
 MAX_LOGIT_BIAS = 1024  # most logit_bias entries
@@ -83,7 +83,7 @@ def _messages(body: Mapping[str, Any], limits: Any) -> None:
                 raise _bad(f"{where}.content", f"`{where}.content` is required for role `{role}`.")
         elif isinstance(content, list):
             for j, part in enumerate(content):
-                if not isinstance(part, dict) or not _one_of(part.get("type"), PART_TYPES):
+                if not isinstance(part, dict) or not _one_of(part.get("type"), CHAT_PARTS):
                     raise _bad(f"{where}.content[{j}]",
                                f"`{where}.content[{j}]` must be a content part with a known `type`.")
                 _part(part, f"{where}.content[{j}]")
@@ -99,7 +99,7 @@ def _messages(body: Mapping[str, Any], limits: Any) -> None:
 def _part(part: Mapping[str, Any], where: str) -> None:
     """Check one content part's payload (text, or the URL object of an image/video/audio part)."""
     ptype = part["type"]
-    if ptype == "text" and not isinstance(part.get("text"), str):
+    if ptype in TEXT_PARTS and ptype not in ("thinking", "refusal") and not isinstance(part.get("text"), str):
         raise _bad(f"{where}.text", f"`{where}.text` must be a string.")
     if ptype in ("image_url", "video_url"):
         ref = part.get(ptype)
@@ -261,3 +261,15 @@ def validate_token_body(body: dict[str, Any], kind: str, limits: Any) -> None:
         _messages(body, limits)
     else:
         _prompt(body)
+
+
+def validate_request(body: dict[str, Any], kind: str, limits: Any) -> None:
+    """Validate a body of any request kind the router serves (one entry point for the preamble).
+
+    Raises:
+        InvalidRequestError: The first problem found, naming its parameter.
+    """
+    if kind in ("tokenize", "detokenize"):
+        validate_token_body(body, kind, limits)
+    else:
+        validate_body(body, kind, limits)

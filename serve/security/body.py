@@ -12,7 +12,7 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve.router.protocol import InvalidRequestError, RouterError, error_response
+from serve.errors import InvalidRequestError, RouterError, error_response
 
 logger = logging.getLogger(__name__)
 

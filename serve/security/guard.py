@@ -18,7 +18,7 @@ import orjson
 from fastapi import FastAPI
 from starlette.requests import Request
 
-from serve.router.protocol import AuthenticationError, RateLimitError
+from serve.errors import AuthenticationError, RateLimitError
 from serve.security.body import BodyLimitMiddleware, too_large
 from serve.security.keys import KeyStore, bearer_token
 from serve.security.ratelimit import RateLimiter, Refusal

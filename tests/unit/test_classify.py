@@ -16,6 +16,7 @@ from serve.router.classify.maths import MathSignals
 from serve.router.classify.modality import ModalitySignals
 from serve.router.classify.reasoning import ReasoningSignals
 from serve.router.classify.tools import ToolSignals
+from serve.router.classify.types import SignalContext
 
 TASKS = ("code", "math", "vision", "reasoning", "general")
 
@@ -37,21 +38,21 @@ def clf() -> Classifier:
 
 
 def test_header_signal_known_task_case_insensitive() -> None:
-    sig = HeaderSignal().detect({"X-Qwen-Task": " Math "}, TASKS)
+    sig = HeaderSignal().read({"X-Qwen-Task": " Math "}, TASKS)
     assert sig is not None and sig.task == "math" and sig.detail == "x-qwen-task=math"
 
 
 def test_header_signal_ignores_unknown_task_and_missing_header() -> None:
-    assert HeaderSignal().detect({"x-qwen-task": "poetry"}, TASKS) is None
-    assert HeaderSignal().detect({}, TASKS) is None
-    assert HeaderSignal().detect(None, TASKS) is None
+    assert HeaderSignal().read({"x-qwen-task": "poetry"}, TASKS) is None
+    assert HeaderSignal().read({}, TASKS) is None
+    assert HeaderSignal().read(None, TASKS) is None
 
 
 def test_modality_counts_images_videos_and_audio() -> None:
     body = {"messages": [{"role": "user", "content": [
         {"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "u"}},
         {"type": "video_url", "video_url": {"url": "v"}}, {"type": "input_audio", "input_audio": {}}]}]}
-    sigs = ModalitySignals().detect(view_of(body), TASKS)
+    sigs = ModalitySignals().detect(view_of(body), SignalContext(tasks=TASKS))
     assert {(s.task, s.detail) for s in sigs} == {
         ("vision", "image parts(1)"), ("vision", "video parts(1)"), ("audio", "audio parts(1)")}
     assert next(s for s in sigs if s.task == "audio").weight == 0.0  # no audio task configured

@@ -77,12 +77,14 @@ async def test_task_defaults_fill_only_unset_fields(router: Any, fake_engines: d
     c, app = router
     svc = app.state.service
     body = chat("Write a bash script that renames *.txt files", temperature=0.1)
-    decision = svc.decide(dict(body), {})
+    from serve.router.facts import facts_of
+
+    decision = svc.decide(facts_of(body), body.get("model"), {})
     assert decision.task == "code"
     from serve.router.defaults import apply_task_defaults
 
     b = dict(body)
-    applied = apply_task_defaults(b, svc.fleet.router.tasks["code"], svc.policy.specs["coder"].capabilities)
+    applied = apply_task_defaults(b, svc.fleet.router.tasks["code"], svc.chooser.specs["coder"].capabilities)
     assert b["temperature"] == 0.1, "a client's value is never overridden"
     assert b["top_p"] == 0.8 and "top_p" in applied
     assert b["messages"][0] == {"role": "system", "content": "You are a coding assistant."}
@@ -94,10 +96,10 @@ async def test_thinking_default_only_for_thinking_models(router: Any) -> None:
     from serve.router.defaults import apply_task_defaults
 
     b = chat("hi")
-    apply_task_defaults(b, svc.fleet.router.tasks["general"], svc.policy.specs["general"].capabilities)
+    apply_task_defaults(b, svc.fleet.router.tasks["general"], svc.chooser.specs["general"].capabilities)
     assert b["chat_template_kwargs"] == {"enable_thinking": False}
     b = chat("hi")
-    apply_task_defaults(b, svc.fleet.router.tasks["general"], svc.policy.specs["coder"].capabilities)
+    apply_task_defaults(b, svc.fleet.router.tasks["general"], svc.chooser.specs["coder"].capabilities)
     assert "chat_template_kwargs" not in b
 
 

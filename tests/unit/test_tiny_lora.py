@@ -87,11 +87,11 @@ def test_engine_gets_static_adapters_under_the_routed_id(tmp_path: Path) -> None
 
 
 def test_adapter_alias_and_id_resolve_unknown_adapter_is_404(tmp_path: Path) -> None:
-    from serve.router.policy import RoutingPolicy
+    from serve.router.policy import DeploymentChooser
     from serve.router.protocol import ModelNotFoundError
 
     fleet = FleetConfig.from_dict(lora_fleet(tmp_path))
-    policy = RoutingPolicy(fleet, registry=None, tokens=None)  # type: ignore[arg-type]
+    policy = DeploymentChooser(fleet, registry=None, tokens=None)  # type: ignore[arg-type]
     assert policy.resolve_model("general:tiny-sql") == ("general", "tiny-sql", None)
     assert policy.resolve_model("qwen-sql") == ("general", "tiny-sql", None)
     assert policy.resolve_model("auto") == (None, None, "")

@@ -1,11 +1,40 @@
-"""Base class for the text-scanning signal families (code, math, reasoning, general)."""
+"""The contract every signal family follows, and the base class of the text-scanning ones.
+
+A signal family is a small class with a ``name``, a ``decides`` flag and one method,
+``detect(view, ctx) -> list[Signal]`` (:class:`SignalFamily`). The classifier runs the families listed in
+:data:`serve.router.classify.registry.SIGNAL_FAMILIES`, in order:
+
+- a family with ``decides = True`` (the task header, image/video parts) settles the task outright when one
+  of its signals has a positive weight for a configured task; the first such family wins;
+- every other family's signals add their weight to their task's score, by scope (:attr:`Signal.scope`:
+  evidence in earlier turns and the system prompt counts less and is capped).
+
+Adding a signal family: write the class (a :class:`TextFamily` subclass with rules for text evidence), add
+it to ``SIGNAL_FAMILIES``. New or changed rules change the inputs of the learned model
+(:mod:`.linear`, whose dense features are the rule scores per task and scope): retrain it with
+``bench/route_eval/train.py`` and check accuracy with ``bench/route_eval/run.py``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import Protocol
 
 from .extract import RequestView, Scope
-from .types import SCOPE_CONTEXT, SCOPE_LAST, SCOPE_SYSTEM, Rule, Signal, apply_rules
+from .types import SCOPE_CONTEXT, SCOPE_LAST, SCOPE_SYSTEM, Rule, Signal, SignalContext, apply_rules
+
+
+class SignalFamily(Protocol):
+    """One kind of evidence about a request's task."""
+
+    name: str
+    #: A positive signal of this family settles the task outright (no scoring).
+    decides: bool
+
+    def detect(self, view: RequestView, ctx: SignalContext) -> list[Signal]:
+        """Every signal of this family found in ``view`` (never prompt text in a detail)."""
+        ...
 
 # Documented scope weights: evidence in earlier turns counts 35 %, in the system prompt 20 %.
 CONTEXT_WEIGHT = 0.35
@@ -21,6 +50,7 @@ class TextFamily:
     """
 
     name = "text"
+    decides = False
     rules: Sequence[Rule] = ()
     prose_rules: Sequence[Rule] = ()
     focus_rules: Sequence[Rule] = ()
@@ -34,9 +64,11 @@ class TextFamily:
         """
         self.scopes = ((SCOPE_LAST, 1.0), (SCOPE_CONTEXT, context_weight), (SCOPE_SYSTEM, system_weight))
 
-    def detect(self, view: RequestView) -> list[Signal]:
-        """Return every signal of this family found in ``view``."""
+    def detect(self, view: RequestView, ctx: SignalContext | None = None) -> list[Signal]:
+        """Return every signal of this family found in ``view`` (nothing when its task is not configured)."""
         out: list[Signal] = []
+        if ctx is not None and self.name not in ctx.tasks:
+            return out
         for scope_name, factor in self.scopes:
             scope: Scope = getattr(view, _ATTR[scope_name])
             if not scope.text or factor <= 0:
@@ -50,7 +82,10 @@ class TextFamily:
             if self.focus_rules:
                 out += apply_rules(self.focus_rules, scope.focus_lowered, scope.focus_lowered, factor, scope_name,
                                    self.name)
-            out += self.extra(scope, factor, "" if scope_name == SCOPE_LAST else scope_name + ":")
+            found = self.extra(scope, factor, "" if scope_name == SCOPE_LAST else scope_name + ":")
+            if scope_name != SCOPE_LAST:
+                found = [dataclasses.replace(s, scope=scope_name) for s in found]
+            out += found
         return out
 
     def gate(self, label: str, text: str) -> bool:

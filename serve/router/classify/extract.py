@@ -1,4 +1,4 @@
-"""Turn an OpenAI request body into the bounded text views the signal families scan.
+"""Turn a request's facts into the bounded text views the signal families scan.
 
 Only a bounded amount of text is ever scanned, so classification stays fast for long prompts:
 
@@ -14,10 +14,12 @@ formulas inside code do not make a request look like maths); fence language tags
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+
+from serve.router.facts import SYSTEM_ROLES, RequestFacts, facts_of
 
 from .features import Features
 
@@ -32,10 +34,6 @@ FOCUS_CHARS = 640
 FENCE_RE = re.compile(r"(?:```|~~~)[ \t]*([\w+#.-]*)[^\n]*\n?(.*?)(?:```|~~~|\Z)", re.DOTALL)
 # Fence tags that mark maths, not code.
 MATH_FENCES = frozenset({"latex", "tex", "math", "katex", "mathjax"})
-
-VISION_PARTS = frozenset({"image_url", "image", "input_image", "video_url", "video"})
-AUDIO_PARTS = frozenset({"input_audio", "audio_url", "audio"})
-
 
 @dataclass(frozen=True)
 class Scope:
@@ -114,13 +112,6 @@ class RequestView:
     scanned_chars: int = 0
 
 
-@dataclass
-class _Counts:
-    image: int = 0
-    video: int = 0
-    audio: int = 0
-
-
 def bound(text: str, head: int, tail: int) -> str:
     """Keep the first ``head`` and last ``tail`` characters of ``text``."""
     if len(text) <= head + tail:
@@ -128,74 +119,14 @@ def bound(text: str, head: int, tail: int) -> str:
     return text[:head] + "\n" + text[len(text) - tail:]
 
 
-def _content_text(content: Any, counts: _Counts) -> str:
-    """Text of a message's content (string or list of parts), counting media parts on the way."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, Sequence):
-        return ""
-    texts: list[str] = []
-    for part in content:
-        if isinstance(part, str):
-            texts.append(part)
-            continue
-        if not isinstance(part, Mapping):
-            continue
-        kind = part.get("type")
-        if kind in ("text", "input_text"):
-            t = part.get("text")
-            if isinstance(t, str):
-                texts.append(t)
-        elif kind in VISION_PARTS:
-            if str(kind).startswith("video"):
-                counts.video += 1
-            else:
-                counts.image += 1
-        elif kind in AUDIO_PARTS:
-            counts.audio += 1
-    return "\n".join(texts)
-
-
-def _prompt_text(prompt: Any) -> str:
-    """Text of a completions ``prompt`` (string, list of strings; token-id prompts yield nothing)."""
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, Sequence):
-        return "\n".join(p for p in prompt if isinstance(p, str))
-    return ""
-
-
-def _tool_names(body: Mapping[str, Any]) -> tuple[str, ...]:
-    names: list[str] = []
-    for key in ("tools", "functions"):
-        tools = body.get(key)
-        if not isinstance(tools, Sequence) or isinstance(tools, str):
-            continue
-        for tool in tools:
-            if not isinstance(tool, Mapping):
-                continue
-            fn = tool.get("function", tool)
-            name = fn.get("name") if isinstance(fn, Mapping) else None
-            if isinstance(name, str):
-                names.append(name.lower()[:64])
-    return tuple(names[:64])
-
-
-def _wants_thinking(body: Mapping[str, Any]) -> bool:
-    kwargs = body.get("chat_template_kwargs")
-    if isinstance(kwargs, Mapping) and kwargs.get("enable_thinking") is True:
-        return True
-    effort = body.get("reasoning_effort")
-    return isinstance(effort, str) and effort.lower() in ("medium", "high")
-
-
-def view_of(body: Mapping[str, Any], *, head_chars: int = DEFAULT_HEAD_CHARS,
+def view_of(request: RequestFacts | Mapping[str, Any], *, head_chars: int = DEFAULT_HEAD_CHARS,
             tail_chars: int = DEFAULT_TAIL_CHARS, context_chars: int = DEFAULT_CONTEXT_CHARS,
             system_chars: int = DEFAULT_SYSTEM_CHARS) -> RequestView:
-    """Build the bounded :class:`RequestView` of a chat-completions or completions body.
+    """Build the bounded :class:`RequestView` of a request.
 
     Args:
-        body: Request body as a dict.
+        request: The request's :class:`~serve.router.facts.RequestFacts` (a raw chat or completions body is
+            read into facts first, for tests and tools).
         head_chars: Characters kept from the start of the last user turn.
         tail_chars: Characters kept from the end of the last user turn.
         context_chars: Total characters kept from earlier turns (newest first).
@@ -204,38 +135,30 @@ def view_of(body: Mapping[str, Any], *, head_chars: int = DEFAULT_HEAD_CHARS,
     Returns:
         The request view.
     """
-    counts = _Counts()
+    facts = request if isinstance(request, RequestFacts) else facts_of(request)
+    turns = facts.turns
     last = ""
     context_parts: list[str] = []
     system_parts: list[str] = []
-    messages = body.get("messages")
-    if isinstance(messages, Sequence) and not isinstance(messages, str):
-        last_user = -1
-        for i, msg in enumerate(messages):
-            if isinstance(msg, Mapping) and msg.get("role") == "user":
-                last_user = i
+    if facts.templated:
         budget = context_chars
-        for i in range(len(messages) - 1, -1, -1):
-            msg = messages[i]
-            if not isinstance(msg, Mapping):
-                continue
-            text = _content_text(msg.get("content"), counts)
-            role = msg.get("role")
-            if i == last_user:
-                last = bound(text, head_chars, tail_chars)
-            elif role in ("system", "developer"):
-                system_parts.append(text[:system_chars])
-            elif budget > 0 and text:
-                piece = text[len(text) - budget:] if len(text) > budget else text
+        for i in range(len(turns) - 1, -1, -1):
+            turn = turns[i]
+            if i == facts.last_user:
+                last = bound(turn.text, head_chars, tail_chars)
+            elif turn.role in SYSTEM_ROLES:
+                system_parts.append(turn.text[:system_chars])
+            elif budget > 0 and turn.text:
+                piece = turn.text[len(turn.text) - budget:] if len(turn.text) > budget else turn.text
                 budget -= len(piece)
                 context_parts.append(piece)
-    else:
-        last = bound(_prompt_text(body.get("prompt")), head_chars, tail_chars)
+    elif turns:
+        last = bound(turns[0].text, head_chars, tail_chars)
     system = "\n".join(reversed(system_parts))[:system_chars]
     context = "\n".join(context_parts)
     return RequestView(
         last=Scope.of(last), context=Scope.of(context), system=Scope.of(system),
-        image_parts=counts.image, video_parts=counts.video, audio_parts=counts.audio,
-        tool_names=_tool_names(body), thinking=_wants_thinking(body),
+        image_parts=facts.images, video_parts=facts.videos, audio_parts=facts.audio,
+        tool_names=facts.tool_names, thinking=facts.thinking_hint,
         scanned_chars=len(last) + len(context) + len(system),
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from .types import Signal
+from .extract import RequestView
+from .types import Signal, SignalContext
 
 HEADER_NAME = "x-qwen-task"
 
@@ -13,6 +14,7 @@ class HeaderSignal:
     """Reads the task override header (case-insensitive name and value)."""
 
     name = "header"
+    decides = True
 
     def __init__(self, header_name: str = HEADER_NAME) -> None:
         """Create the signal.
@@ -22,7 +24,12 @@ class HeaderSignal:
         """
         self.header_name = header_name.lower()
 
-    def detect(self, headers: Mapping[str, str] | None, tasks: Collection[str]) -> Signal | None:
+    def detect(self, view: RequestView, ctx: SignalContext) -> list[Signal]:
+        """The header's task as a signal, when it names a configured task."""
+        found = self.read(ctx.headers, ctx.tasks)
+        return [] if found is None else [found]
+
+    def read(self, headers: Mapping[str, str] | None, tasks: Collection[str]) -> Signal | None:
         """Return a header signal if the header names one of ``tasks``.
 
         Args:

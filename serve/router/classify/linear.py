@@ -48,8 +48,7 @@ _SALTS = {n: np.uint64((0xA24BAED4963EE407 * n) & 0xFFFFFFFFFFFFFFFF) for n in r
 _DIGITS = str.maketrans("0123456789", "0000000000")
 # Latin-letter runs apart from other scripts ("gitで" -> git, で), as in :mod:`.features`.
 _WORD_RE = re.compile(r"[a-z\u00c0-\u024f]+|[^\W_a-z\u00c0-\u024f]+")
-_CTX_PREFIXES = ("ctx:",)
-_SYS_PREFIXES = ("sys:",)
+_SCOPE_ROW = {"last": 0, "ctx": 1, "sys": 2}
 DENSE_NAMES = tuple(f"{scope}:{t}" for scope in ("last", "ctx", "sys") for t in RULE_TASKS) + (
     "fences", "multi_turn", "system_prompt", "short", "long", "bias")
 
@@ -98,8 +97,7 @@ def dense_features(view: RequestView, signals: Sequence[Signal]) -> np.ndarray:
     for s in signals:
         if s.task not in RULE_TASKS or s.name in ("modality", "language"):
             continue
-        scope = 1 if s.detail.startswith(_CTX_PREFIXES) else 2 if s.detail.startswith(_SYS_PREFIXES) else 0
-        scores[scope, RULE_TASKS.index(s.task)] += s.weight
+        scores[_SCOPE_ROW.get(s.scope, 0), RULE_TASKS.index(s.task)] += s.weight
     np.clip(scores, 0.0, SCORE_CLIP, out=scores)
     n = len(view.last.text)
     shape = [float(bool(view.last.fences)), float(bool(view.context.text)), float(bool(view.system.text)),

@@ -7,10 +7,8 @@ the classifier has one; otherwise they are reported with weight 0 so the capabil
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 from .extract import RequestView
-from .types import Signal
+from .types import Signal, SignalContext
 
 VISION_WEIGHT = 10.0
 
@@ -19,13 +17,14 @@ class ModalitySignals:
     """Counts media parts."""
 
     name = "modality"
+    decides = True
 
-    def detect(self, view: RequestView, tasks: Collection[str]) -> list[Signal]:
+    def detect(self, view: RequestView, ctx: SignalContext) -> list[Signal]:
         """Return vision/audio signals for ``view``.
 
         Args:
             view: The request view.
-            tasks: Known task names.
+            ctx: The configured tasks (audio votes only when an ``audio`` task exists).
 
         Returns:
             Signals (empty for text-only requests).
@@ -36,6 +35,6 @@ class ModalitySignals:
         if view.video_parts:
             out.append(Signal(self.name, "vision", VISION_WEIGHT, f"video parts({min(view.video_parts, 99)})"))
         if view.audio_parts:
-            weight = VISION_WEIGHT if "audio" in tasks else 0.0
+            weight = VISION_WEIGHT if "audio" in ctx.tasks else 0.0
             out.append(Signal(self.name, "audio", weight, f"audio parts({min(view.audio_parts, 99)})"))
         return out

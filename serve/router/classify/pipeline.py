@@ -38,8 +38,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .base import CONTEXT_WEIGHT, SYSTEM_WEIGHT, TextFamily
-from .code import CodeSignals
+from serve.router.facts import RequestFacts
+
+from .base import CONTEXT_WEIGHT, SYSTEM_WEIGHT, SignalFamily
 from .extract import (
     DEFAULT_CONTEXT_CHARS,
     DEFAULT_HEAD_CHARS,
@@ -48,27 +49,21 @@ from .extract import (
     RequestView,
     view_of,
 )
-from .general import GeneralSignals
-from .header import HEADER_NAME, HeaderSignal
+from .header import HEADER_NAME
 from .language import detect_language
 from .linear import LinearModel, dense_features, load_default, text_features
-from .maths import MathSignals
-from .modality import ModalitySignals
-from .reasoning import ReasoningSignals
-from .tools import ToolSignals
-from .types import Classification, Signal
+from .registry import SIGNAL_FAMILIES, FamilyOptions
+from .types import SCOPE_CONTEXT, SCOPE_LAST, SCOPE_SYSTEM, Classification, Signal, SignalContext
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TASKS = ("code", "math", "vision", "reasoning", "general")
 DEFAULT_TIE_ORDER = ("code", "math", "reasoning", "general")
 DEFAULT_THRESHOLD = 1.0
-THINKING_WEIGHT = 0.8
 REASON_SIGNALS = 4
 # Earlier turns and the system prompt together add at most this much to a task: context can tip a weak signal in
 # the last turn over the threshold, but never routes a request on its own.
 DEFAULT_CONTEXT_CAP = 0.9
-_CONTEXT_PREFIXES = ("ctx:", "sys:")
 DEFAULT_CONFIDENT = 3.5
 DEFAULT_MARGIN = 0.5
 DEFAULT_FOLLOW_UP_CHARS = 160
@@ -130,35 +125,36 @@ class Classifier:
         self.follow_up_chars = int(opts.get("follow_up_chars", DEFAULT_FOLLOW_UP_CHARS))
         self.linear_min_p = float(opts.get("linear_min_p", DEFAULT_LINEAR_MIN_P))
         self.linear = linear if linear is not None else (load_default() if opts.get("learned", True) else None)
-        self.header = HeaderSignal(str(opts.get("header_name", HEADER_NAME)))
-        self.modality = ModalitySignals()
-        self.tools = ToolSignals()
-        self.families: tuple[TextFamily, ...] = (
-            CodeSignals(ctx, sys_w), MathSignals(ctx, sys_w), ReasoningSignals(ctx, sys_w),
-            GeneralSignals(ctx, sys_w))
+        family_opts = FamilyOptions(ctx, sys_w, str(opts.get("header_name", HEADER_NAME)))
+        self.families: tuple[SignalFamily, ...] = tuple(make(family_opts) for make in SIGNAL_FAMILIES)
+        self._deciding = frozenset(f.name for f in self.families if f.decides)
+        self._context = SignalContext(tasks=self.tasks)
 
-    def classify(self, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Classification:
+    def classify(self, request: RequestFacts | Mapping[str, Any],
+                 headers: Mapping[str, str] | None = None) -> Classification:
         """Classify one request.
 
         Args:
-            body: OpenAI chat-completions (``messages``) or completions (``prompt``) request body.
+            request: The request's facts (or a raw chat-completions / completions body).
             headers: Request headers, for the ``x-qwen-task`` override.
 
         Returns:
             The classification; ``reason`` and signal details never contain prompt text.
         """
-        view = view_of(body, **self.bounds)
+        view = view_of(request, **self.bounds)
         language = detect_language(view.last.prose or view.context.prose)
         lang_signal = Signal("language", self.default_task, 0.0, language)
-        forced = self.header.detect(headers, self.tasks)
-        signals = self._collect(view)
-        if forced is not None:
-            return self._result(forced.task, [forced, *signals, lang_signal], f"header: {forced.detail}",
-                                language)
-        media = [s for s in signals if s.name == "modality" and s.weight > 0 and s.task in self.tasks]
-        if media:
-            return self._result(media[0].task, [*signals, lang_signal], self._explain(media[0].task, media),
-                                language)
+        ctx = SignalContext(self.tasks, headers) if headers else self._context
+        signals = self._collect(view, ctx)
+        for family in self.families:  # deciding families, in priority order
+            if not family.decides:
+                break
+            mine = [s for s in signals if s.name == family.name and s.weight > 0 and s.task in self.tasks]
+            if mine:
+                task = mine[0].task
+                reason = (f"header: {mine[0].detail}" if family.name == "header"
+                          else self._explain(task, mine))
+                return self._result(task, [*signals, lang_signal], reason, language)
         scores = self._scores(signals)
         task, reason, extra = self._decide_text(view, signals, scores)
         return self._result(task, [*signals, *extra, lang_signal], reason, language, scores)
@@ -166,7 +162,7 @@ class Classifier:
     def linear_inputs(self, body: Mapping[str, Any]) -> tuple[Any, Any]:
         """The linear model's inputs for ``body``: (hashed feature ids, dense features). Used by training."""
         view = view_of(body, **self.bounds)
-        return text_features(view.last.focus_lowered), dense_features(view, self._collect(view))
+        return text_features(view.last.focus_lowered), dense_features(view, self._collect(view, self._context))
 
     def _decide_text(self, view: RequestView, signals: Sequence[Signal],
                      scores: Mapping[str, float]) -> tuple[str, str, list[Signal]]:
@@ -202,9 +198,9 @@ class Classifier:
         last: dict[str, float] = {}
         ctx: dict[str, float] = {}
         for s in signals:
-            if s.task not in self.tasks or s.name in ("modality", "language") or s.detail.startswith("sys:"):
+            if s.task not in self.tasks or s.name in self._deciding or s.scope == SCOPE_SYSTEM:
                 continue
-            target = ctx if s.detail.startswith("ctx:") else last
+            target = ctx if s.scope == SCOPE_CONTEXT else last
             target[s.task] = target.get(s.task, 0.0) + s.weight
         if any(v >= self.threshold for t, v in last.items() if t != self.default_task):
             return None
@@ -214,22 +210,19 @@ class Classifier:
             return None
         return best
 
-    def _collect(self, view: RequestView) -> list[Signal]:
-        signals = self.modality.detect(view, self.tasks) + self.tools.detect(view)
+    def _collect(self, view: RequestView, ctx: SignalContext) -> list[Signal]:
+        signals: list[Signal] = []
         for family in self.families:
-            if family.name in self.tasks:
-                signals += family.detect(view)
-        if view.thinking and "reasoning" in self.tasks:
-            signals.append(Signal("thinking", "reasoning", THINKING_WEIGHT, "thinking requested"))
+            signals += family.detect(view, ctx)
         return signals
 
     def _scores(self, signals: Sequence[Signal]) -> dict[str, float]:
         scores: dict[str, float] = {}
         context: dict[str, float] = {}
         for s in signals:
-            if s.task not in self.tasks or s.name == "modality":
+            if s.task not in self.tasks or s.name in self._deciding:
                 continue
-            target = context if s.detail.startswith(_CONTEXT_PREFIXES) else scores
+            target = scores if s.scope == SCOPE_LAST else context
             target[s.task] = target.get(s.task, 0.0) + s.weight
         for task, value in context.items():
             scores[task] = scores.get(task, 0.0) + min(value, self.context_cap)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from .extract import RequestView
-from .types import Signal
+from .types import Signal, SignalContext
 
 CODE_TOOL_WEIGHT = 0.8
 MATH_TOOL_WEIGHT = 0.6
@@ -25,8 +25,9 @@ class ToolSignals:
     """Looks at the names of the request's tool definitions."""
 
     name = "tools"
+    decides = False
 
-    def detect(self, view: RequestView) -> list[Signal]:
+    def detect(self, view: RequestView, ctx: SignalContext | None = None) -> list[Signal]:
         """Return tool hints for ``view`` (empty without tools)."""
         if not view.tool_names:
             return []

@@ -7,7 +7,7 @@ Nothing here ever stores prompt text: a :class:`Signal`'s ``detail`` is built on
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 # Scope multipliers: a signal found in the last user turn counts fully; the same signal in earlier turns or in
@@ -26,13 +26,33 @@ class Signal:
             ``reasoning``, ``general``, ``language``, ``thinking``).
         task: The task this evidence votes for.
         weight: Its contribution to the task's score, already scaled by scope.
-        detail: A short label from a closed vocabulary (never prompt text), e.g. ``fenced block(python)``.
+        detail: A short label from a closed vocabulary (never prompt text), e.g. ``fenced block(python)``;
+            evidence from earlier turns or the system prompt is shown with a ``ctx:`` / ``sys:`` prefix.
+        scope: Where the evidence was found: ``last`` (the last user turn), ``ctx`` (earlier turns) or ``sys``
+            (the system prompt). The pipeline weighs and caps evidence by this field, never by the detail text.
     """
 
     name: str
     task: str
     weight: float
     detail: str
+    scope: str = SCOPE_LAST
+
+
+DEFAULT_CONTEXT_TASKS = ("code", "math", "vision", "reasoning", "general")
+
+
+@dataclass(frozen=True)
+class SignalContext:
+    """What a signal family may know besides the request's text view.
+
+    Attributes:
+        tasks: The classifier's configured task names.
+        headers: The request's headers (only the task header family reads them).
+    """
+
+    tasks: tuple[str, ...] = DEFAULT_CONTEXT_TASKS
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -156,7 +176,7 @@ def apply_rules(rules: Iterable[Rule], text: str, lowered: str, factor: float, s
                 continue
             hits = seen
         detail = r.label.format(",".join(dict.fromkeys(hits))) if "{}" in r.label else r.label
-        out.append(Signal(family, r.task, round(r.weight * len(hits) * factor, 3), prefix + detail))
+        out.append(Signal(family, r.task, round(r.weight * len(hits) * factor, 3), prefix + detail, scope))
     return out
 
 
