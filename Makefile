@@ -8,7 +8,7 @@ PORT ?= 8000
 PROFILE ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: run test lint venv clean down bench-route bench-stack
+.PHONY: run test test-unit lint venv clean down bench-route bench-stack
 
 venv: $(STAMP)
 
@@ -33,6 +33,10 @@ down: venv
 
 test: venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The fast inner loop (no Ray, no vLLM engines): unit tests only, about a minute on 2 cores.
+test-unit: venv
+	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check serve loadtest tests bench

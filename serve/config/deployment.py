@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -22,35 +22,10 @@ from serve.config.specs import (
     ReplicaRouting,
     StrictModel,
 )
+from serve.demokit import TINY, TinyArch
 
 logger = logging.getLogger(__name__)
 
-TinyArch = Literal["qwen2", "qwen3", "qwen3_moe", "qwen2_5_vl"]
-
-_QWEN3_PARSERS: dict[str, Any] = {
-    "reasoning_parser": "qwen3",
-    "tool_call_parser": "hermes",
-    "enable_auto_tool_choice": True,
-}
-#: Engine defaults for a tiny stand-in model without a catalog variant.
-TINY_ENGINE: dict[str, dict[str, Any]] = {
-    "qwen3": dict(_QWEN3_PARSERS),
-    "qwen3_moe": dict(_QWEN3_PARSERS),
-    "qwen2": {"tool_call_parser": "hermes", "enable_auto_tool_choice": True},
-    "qwen2_5_vl": {"limit_mm_per_prompt": {"image": 4, "video": 1}},
-}
-TINY_CAPABILITIES: dict[str, Capabilities] = {
-    "qwen3": Capabilities(tools=True, thinking=True),
-    "qwen3_moe": Capabilities(tools=True, thinking=True),
-    "qwen2": Capabilities(tools=True),
-    "qwen2_5_vl": Capabilities(vision=True),
-}
-TINY_TASKS: dict[str, list[str]] = {
-    "qwen3": ["general", "reasoning", "math", "code"],
-    "qwen3_moe": ["reasoning", "general", "math", "code"],
-    "qwen2": ["general", "code"],
-    "qwen2_5_vl": ["vision", "general"],
-}
 DEFAULT_MAX_NUM_SEQS = {"gpu": 256, "cpu": 64}
 _BF16_NAMES = {"bfloat16", "bf16"}
 
@@ -124,7 +99,7 @@ class DeploymentSpec(StrictModel):
         context = info.context or {}
         self._check_source(check_paths=bool(context.get("check_paths", True)))
         self._check_variant_options()
-        self._check_engine_keys()
+        self._check_engine_keys(check_keys=bool(context.get("check_engine_keys", True)))
         self._check_hardware()
         self._check_context()
         return self
@@ -164,8 +139,9 @@ class DeploymentSpec(StrictModel):
         except KeyError as exc:
             raise self._fail(str(exc.args[0])) from None
 
-    def _check_engine_keys(self) -> None:
-        allowed = allowed_engine_keys()
+    def _check_engine_keys(self, check_keys: bool = True) -> None:
+        # Checking key names imports vLLM (seconds); dry runs from the config (route --local) skip it.
+        allowed = allowed_engine_keys() if check_keys else None
         if allowed is not None:
             unknown = sorted(set(self.engine) - allowed)
             if unknown:
@@ -258,7 +234,7 @@ class DeploymentSpec(StrictModel):
         if variant is not None:
             kwargs = variant.engine.to_engine_kwargs()
         else:
-            kwargs = dict(TINY_ENGINE.get(self.tiny or "", {}))
+            kwargs = dict(TINY[self.tiny].engine) if self.tiny else {}
         if variant is not None and self.preset:
             kwargs.update(variant.preset(self.preset).engine)
         quant = self.resolved_quantization()
@@ -278,7 +254,8 @@ class DeploymentSpec(StrictModel):
         variant = self.resolved_variant()
         if variant is not None:
             return variant.capabilities
-        return TINY_CAPABILITIES.get(self.tiny or "", Capabilities())
+        kit = TINY.get(self.tiny or "")
+        return Capabilities(tools=kit.tools, thinking=kit.thinking, vision=kit.vision) if kit else Capabilities()
 
     @property
     def tasks(self) -> list[str]:
@@ -286,7 +263,7 @@ class DeploymentSpec(StrictModel):
         variant = self.resolved_variant()
         if variant is not None:
             return list(variant.tasks)
-        return list(TINY_TASKS.get(self.tiny or "", ["general"]))
+        return list(TINY[self.tiny].tasks) if self.tiny else ["general"]
 
     @property
     def context_length(self) -> int:

@@ -114,7 +114,8 @@ class FleetConfig(StrictModel):
         raise KeyError(f"no deployment {name!r}; deployments: {[d.name for d in self.deployments]}")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "<dict>", check_paths: bool = True) -> FleetConfig:
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>", check_paths: bool = True,
+                  check_engine_keys: bool = True) -> FleetConfig:
         """Validate a parsed config.
 
         Args:
@@ -122,6 +123,8 @@ class FleetConfig(StrictModel):
             source: Where it came from, for messages.
             check_paths: Check that local model and adapter directories exist (False in Ray replicas that
                 re-validate a config built elsewhere).
+            check_engine_keys: Check engine key names against vLLM's own arguments (imports vLLM; False for
+                dry runs that never start an engine).
 
         Raises:
             ConfigError: Invalid; one line per problem with its field path.
@@ -129,13 +132,14 @@ class FleetConfig(StrictModel):
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: a fleet config must be a mapping, got {type(data).__name__}")
         try:
-            return cls.model_validate(data, context={"check_paths": check_paths})
+            return cls.model_validate(data, context={"check_paths": check_paths,
+                                                     "check_engine_keys": check_engine_keys})
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, source, data)) from None
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> FleetConfig:
-        """Load and validate a YAML fleet config.
+    def from_yaml(cls, path: str | os.PathLike[str], check_engine_keys: bool = True) -> FleetConfig:
+        """Load and validate a YAML fleet config (``check_engine_keys``: see :meth:`from_dict`).
 
         Raises:
             ConfigError: Missing file, bad YAML or invalid config.
@@ -147,7 +151,7 @@ class FleetConfig(StrictModel):
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(data, source=str(path), check_engine_keys=check_engine_keys)
 
 
 def _loc_path(loc: tuple[Any, ...], data: Any) -> str:
@@ -182,9 +186,9 @@ def format_validation_error(exc: ValidationError, source: str, data: Any = None)
     return "\n".join(lines)
 
 
-def load_fleet(path: str | os.PathLike[str]) -> FleetConfig:
+def load_fleet(path: str | os.PathLike[str], check_engine_keys: bool = True) -> FleetConfig:
     """Load a fleet config file (shortcut for :meth:`FleetConfig.from_yaml`)."""
-    return FleetConfig.from_yaml(path)
+    return FleetConfig.from_yaml(path, check_engine_keys=check_engine_keys)
 
 
 def list_profiles() -> list[str]:
@@ -192,7 +196,7 @@ def list_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
 
 
-def load_profile(name: str) -> FleetConfig:
+def load_profile(name: str, check_engine_keys: bool = True) -> FleetConfig:
     """Load a named profile (``demo``, ``cpu-small``, ``single-h200``, ``cluster``).
 
     Raises:
@@ -201,7 +205,7 @@ def load_profile(name: str) -> FleetConfig:
     path = PROFILES_DIR / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown profile {name!r}; profiles: {', '.join(list_profiles())} (in {PROFILES_DIR})")
-    return FleetConfig.from_yaml(path)
+    return FleetConfig.from_yaml(path, check_engine_keys=check_engine_keys)
 
 
 def fleet_json_schema() -> dict[str, Any]:

@@ -35,7 +35,7 @@ class TokenCounter:
         from tokenizers import Tokenizer
 
         if self._file is None:
-            from serve.tiny import tokenizer_dir
+            from serve.demokit import tokenizer_dir
 
             self._file = str(tokenizer_dir() / "tokenizer.json")
         return Tokenizer.from_file(self._file)

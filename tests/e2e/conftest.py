@@ -7,7 +7,6 @@ Started with the real CLI (``qwen-serve up --profile demo --detach``) on a free 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,14 +17,11 @@ import httpx
 import pytest
 
 from tests.e2e.fleet import API_KEYS, write
+from tests.router_kit import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cli(*args: str, timeout: float, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -53,7 +49,7 @@ def stack_url(stack_env: dict[str, str]) -> Iterator[str]:
     if ray_running():
         pytest.fail("a Ray cluster is already running here: stop it (`qwen-serve down`) or point the tests at its "
                     "stack with QWEN_SERVE_E2E_URL")
-    port = _free_port()
+    port = free_port()
     t0 = time.monotonic()
     config = write(Path(stack_env["QWEN_SERVE_STATE_DIR"]) / "fleet.yaml")
     up = _cli("up", "--config", str(config), "--port", str(port), "--detach", "--timeout", "600",

@@ -10,25 +10,21 @@ import httpx
 import pytest
 
 from tests.e2e.fleet import BUSY, e2e_fleet
+from tests.router_kit import make_router
 from tests.sse import streamed_fields
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_reasoning_is_mirrored_as_reasoning_content(stack_url: str) -> None:
-    from serve.config import FleetConfig
-    from serve.router.app import create_app
-    from serve.router.upstream import StaticRegistry
 
     rows = httpx.get(stack_url + "/v1/status", timeout=10).json()["endpoints"][BUSY]
     data = e2e_fleet()
     data["security"] = {"require_api_key": False}
     data["router"]["mirror_reasoning_content"] = True
-    app = create_app(FleetConfig.from_dict(data), StaticRegistry({BUSY: [rows[0]["url"]]}))
     body = {"model": BUSY, "messages": [{"role": "user", "content": "Why is the sky blue?"}], "max_tokens": 12,
             "chat_template_kwargs": {"enable_thinking": True}}
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://router", timeout=60) as c:
+    async with make_router(data, {BUSY: rows[0]["url"]}, timeout=60) as (c, _):
         r = await c.post("/v1/chat/completions", json=body)
         assert r.status_code == 200, r.text[:300]
         msg = r.json()["choices"][0]["message"]

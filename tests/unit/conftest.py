@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -11,11 +10,9 @@ from typing import Any
 
 import pytest
 
+from tests.router_kit import free_port, make_router
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["AppServer", "FakeEngineServer", "fleet_dict", "free_port"]
 
 
 class AppServer:
@@ -91,15 +88,7 @@ def fake_engines() -> Iterator[dict[str, FakeEngineServer]]:
 @pytest.fixture
 async def router_client(fake_engines: dict[str, FakeEngineServer]) -> AsyncIterator[Any]:
     """An httpx client of the router app (the unit fleet, no keys) over the FAKE engines."""
-    import httpx
-
-    from serve.config import FleetConfig
-    from serve.router.app import create_app
-    from serve.router.upstream import StaticRegistry
-
-    app = create_app(FleetConfig.from_dict(fleet_dict()), StaticRegistry({n: [e.url] for n, e in fake_engines.items()}))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://router") as c:
+    async with make_router(fleet_dict(), {n: e.url for n, e in fake_engines.items()}) as (c, _):
         yield c
 
 

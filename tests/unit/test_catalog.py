@@ -227,7 +227,7 @@ def test_max_kv_tokens_on_one_h200() -> None:
     tokens = max_kv_tokens(v, get_gpu("H200"), Layout())
     expected = (140.4 * GIB * 0.9 - 2 * GIB - weight_bytes(v)) / (56 * 1024)
     assert tokens == pytest.approx(expected, rel=1e-3)
-    assert 1.9e6 < tokens < 2.2e6  # GPU.md measured 2.1 M tokens on the lent H200
+    assert 1.9e6 < tokens < 2.2e6  # vLLM reported 2.1 M KV tokens for this shape on an H200
 
 
 def test_expert_parallel_shards_experts_over_all_ranks() -> None:

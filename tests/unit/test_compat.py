@@ -10,11 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from serve.config import FleetConfig
-from serve.router.app import create_app
 from serve.router.compat import upgrade_legacy_fields
 from serve.router.protocol import InvalidRequestError
-from serve.router.upstream import StaticRegistry
+from tests.router_kit import make_router
 from tests.sse import streamed_fields
 from tests.unit.conftest import FakeEngineServer, fleet_dict
 
@@ -107,12 +105,10 @@ def test_stream_mirror_across_arbitrary_chunk_boundaries() -> None:
 
 
 async def test_router_mirrors_reasoning_when_configured(fake_engines: dict[str, FakeEngineServer]) -> None:
-    fleet = FleetConfig.from_dict(fleet_dict(mirror_reasoning_content=True))
-    app = create_app(fleet, StaticRegistry({n: [e.url] for n, e in fake_engines.items()}))
     body = {"model": "general", "messages": [{"role": "user", "content": "why?"}], "max_tokens": 8,
             "chat_template_kwargs": {"enable_thinking": True}}
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://router") as c:
+    async with make_router(fleet_dict(mirror_reasoning_content=True),
+                           {n: e.url for n, e in fake_engines.items()}) as (c, _):
         msg = (await c.post("/v1/chat/completions", json=body)).json()["choices"][0]["message"]
         assert msg["reasoning"] and msg["reasoning_content"] == msg["reasoning"]
         streamed = await streamed_fields(c, body, "reasoning", "reasoning_content")

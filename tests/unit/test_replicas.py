@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from serve.config import FleetConfig
-from serve.router.app import create_app
 from serve.router.facts import RequestFacts, facts_of
 from serve.router.replicas import LeastLoaded, PrefixAffinity, RoundRobin, affinity_key, make_picker
-from serve.router.upstream import Endpoint, StaticRegistry
+from serve.router.upstream import Endpoint
+from tests.router_kit import make_router
 from tests.unit.conftest import FakeEngineServer, fleet_dict
 
 
@@ -138,9 +136,7 @@ async def test_router_keeps_shared_prefix_on_one_replica_over_fake_engines() -> 
     fleet = FleetConfig.from_dict(data)
     a, b = FakeEngineServer("general", ttft_s=0.0, tokens_per_s=5000.0), FakeEngineServer("general")
     try:
-        app = create_app(fleet, StaticRegistry({"general": [a.url, b.url], "coder": [a.url], "moe": [b.url]}))
-        async with app.router.lifespan_context(app), \
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as c:
+        async with make_router(fleet, {"general": [a.url, b.url], "coder": a.url, "moe": b.url}) as (c, app):
             body = {**chat("You are a helpful travel agent. " * 10, "Plan a day in Vilnius."),
                     "model": "general", "max_tokens": 2}
             replicas, reasons = set(), []

@@ -9,21 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
-from serve.config import FleetConfig
-from serve.router.app import create_app
-from serve.router.upstream import StaticRegistry
+from tests.router_kit import free_port, make_router
 from tests.unit.conftest import FakeEngineServer, fleet_dict
 
 
 @pytest.fixture
 async def router(fake_engines: dict[str, FakeEngineServer]) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
-    fleet = FleetConfig.from_dict(fleet_dict())
-    registry = StaticRegistry({n: [e.url] for n, e in fake_engines.items()})
-    app = create_app(fleet, registry)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://router") as c:
-            yield c, app
+    async with make_router(fleet_dict(), {n: e.url for n, e in fake_engines.items()}) as (c, app):
+        yield c, app
 
 
 def chat(content: Any, **kw: Any) -> dict[str, Any]:
@@ -157,21 +150,19 @@ async def test_engine_queues_spill_when_a_queue_threshold_is_set(fake_engines: d
 
     from serve.engine_stats import EngineStats
 
-    fleet = FleetConfig.from_dict(fleet_dict(saturation={"max_ongoing_ratio": 0.5, "queue_threshold": 3}))
-    registry = StaticRegistry({n: [e.url] for n, e in fake_engines.items()})
-    app = create_app(fleet, registry)
+    fleet = fleet_dict(saturation={"max_ongoing_ratio": 0.5, "queue_threshold": 3})
     body = chat("```python\nimport os\n```\nexplain this code")
 
     async def engine_reports(waiting: int, age_s: float = 0.0) -> str:
         # what a heartbeat brings: the engine's own queue, which this router's in-flight count does not see
+        registry = app.state.service.registry
         registry._stats[("coder", "r0")] = EngineStats(waiting=waiting, updated=time.time() - age_s)
         await registry.refresh()
         r = await c.post("/v1/chat/completions", json=body)
         assert r.status_code == 200
         return f"{r.headers['x-qwen-model']} {r.headers['x-qwen-route-reason']}"
 
-    async with app.router.lifespan_context(app), \
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as c:
+    async with make_router(fleet, {n: e.url for n, e in fake_engines.items()}) as (c, app):
         got = await engine_reports(4)
         assert got.startswith("general ") and "coder:saturated" in got
         assert (await engine_reports(3)).startswith("coder "), "at the threshold: still the first choice"
@@ -194,15 +185,9 @@ async def test_over_hard_limit_everywhere_is_503_with_retry_after(router: Any) -
 
 
 async def test_dead_endpoint_fails_over_to_next_candidate(fake_engines: dict[str, FakeEngineServer]) -> None:
-    fleet = FleetConfig.from_dict(fleet_dict())
-    from tests.unit.conftest import free_port
-
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    registry = StaticRegistry({"coder": [dead], "general": [fake_engines["general"].url],
-                               "moe": [fake_engines["moe"].url]})
-    app = create_app(fleet, registry)
-    async with app.router.lifespan_context(app), \
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as c:
+    urls = {"coder": dead, "general": fake_engines["general"].url, "moe": fake_engines["moe"].url}
+    async with make_router(fleet_dict(), urls) as (c, _):
             r = await c.post("/v1/chat/completions", json=chat("```python\nprint(1)\n```\nwhy?"))
             assert r.status_code == 200
             assert r.headers["x-qwen-model"] == "general"

@@ -11,8 +11,6 @@ import httpx
 import pytest
 
 from serve.config import FleetConfig
-from serve.router.app import create_app
-from serve.router.upstream import StaticRegistry
 from serve.security import (
     Guard,
     KeyStore,
@@ -23,6 +21,7 @@ from serve.security import (
     parse_entries,
 )
 from serve.security.guard import estimate_tokens
+from tests.router_kit import make_router
 from tests.unit.conftest import FakeEngineServer, fleet_dict
 
 ALICE, BOB, TINY = "sk-alice-0123456789", "sk-bob-9876543210", "sk-tiny-tokens-000"
@@ -153,12 +152,9 @@ def secure_fleet(monkeypatch: pytest.MonkeyPatch) -> FleetConfig:
 @pytest.fixture
 async def router(fake_engines: dict[str, FakeEngineServer],
                  secure_fleet: FleetConfig) -> AsyncIterator[httpx.AsyncClient]:
-    registry = StaticRegistry({n: [e.url] for n, e in fake_engines.items()})
-    app = create_app(secure_fleet, registry)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("10.0.0.9", 1234))
-        async with httpx.AsyncClient(transport=transport, base_url="http://router") as c:
-            yield c
+    async with make_router(secure_fleet, {n: e.url for n, e in fake_engines.items()},
+                           client=("10.0.0.9", 1234)) as (c, _):
+        yield c
 
 
 def auth(key: str) -> dict[str, str]:
@@ -237,16 +233,12 @@ async def test_request_timeout_header_gives_408(fake_engines: dict[str, FakeEngi
                                                 secure_fleet: FleetConfig) -> None:
     slow = FakeEngineServer("general", ttft_s=3.0, tokens_per_s=10.0)
     try:
-        registry = StaticRegistry({"general": [slow.url], "coder": [fake_engines["coder"].url],
-                                   "moe": [fake_engines["moe"].url]})
-        app = create_app(secure_fleet, registry)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://router") as c:
-                r = await c.post("/v1/chat/completions", json=chat(),
-                                 headers={**auth(BOB), "x-request-timeout": "0.2"})
-                assert _openai_error(r, 408)["type"] == "timeout_error"
-                assert registry.load("general").ongoing == 0  # the slot was given back
+        urls = {"general": slow.url, "coder": fake_engines["coder"].url, "moe": fake_engines["moe"].url}
+        async with make_router(secure_fleet, urls) as (c, app):
+            r = await c.post("/v1/chat/completions", json=chat(),
+                             headers={**auth(BOB), "x-request-timeout": "0.2"})
+            assert _openai_error(r, 408)["type"] == "timeout_error"
+            assert app.state.service.registry.load("general").ongoing == 0  # the slot was given back
     finally:
         slow.stop()
 

@@ -12,6 +12,7 @@ import pytest
 from serve.config import FleetConfig
 from serve.router.app import create_app
 from serve.router.upstream import StaticRegistry
+from tests.router_kit import make_router
 from tests.unit.conftest import FakeEngineServer, fleet_dict
 
 
@@ -25,13 +26,9 @@ def slow_engines() -> Any:
 
 @pytest.fixture
 async def slow_router(slow_engines: dict[str, FakeEngineServer]) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
-    fleet = FleetConfig.from_dict(fleet_dict())
-    registry = StaticRegistry({n: [e.url] for n, e in slow_engines.items()})
-    app = create_app(fleet, registry)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5555))
-        async with httpx.AsyncClient(transport=transport, base_url="http://router", timeout=30) as c:
-            yield c, registry
+    async with make_router(fleet_dict(), {n: e.url for n, e in slow_engines.items()},
+                           client=("127.0.0.1", 5555)) as (c, app):
+        yield c, app.state.service.registry
 
 
 def chat(**kw: Any) -> dict[str, Any]:

@@ -4,18 +4,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from serve.config import FleetConfig
-from serve.router.app import create_app
-from serve.router.upstream import StaticRegistry
 from serve.security.guard import estimate_prompt_tokens
 from serve.security.ratelimit import RateLimiter, duration_text
 from serve.security.usage import TokenCharge
+from tests.router_kit import make_router
 from tests.unit.conftest import FakeEngineServer, fleet_dict
 
 KEY, RPM_KEY = "sk-usage-test-0001", "sk-usage-rpm-0002"
@@ -95,12 +93,8 @@ def failing_engine() -> Iterator[FakeEngineServer]:
     e.stop()
 
 
-async def _client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("10.0.0.7", 1234))
-        async with httpx.AsyncClient(transport=transport, base_url="http://router",
-                                     headers={"authorization": f"Bearer {KEY}"}) as c:
-            yield c
+def _router(fleet: FleetConfig, urls: Any) -> Any:
+    return make_router(fleet, urls, client=("10.0.0.7", 1234), headers={"authorization": f"Bearer {KEY}"})
 
 
 def _level(app: Any) -> float:
@@ -112,8 +106,7 @@ def _body(**kw: Any) -> dict[str, Any]:
 
 
 async def test_router_settles_with_usage(fake_engines: dict[str, FakeEngineServer], usage_fleet: FleetConfig) -> None:
-    app = create_app(usage_fleet, StaticRegistry({n: [e.url] for n, e in fake_engines.items()}))
-    async for c in _client(app):
+    async with _router(usage_fleet, {n: e.url for n, e in fake_engines.items()}) as (c, app):
         full = _level(app)
         r = await c.post("/v1/chat/completions", json=_body(max_tokens=40, ignore_eos=True))
         assert r.status_code == 200
@@ -145,8 +138,7 @@ async def test_router_gives_tokens_back_on_engine_error(failing_engine: FakeEngi
                                                        usage_fleet: FleetConfig) -> None:
     urls = {n: [e.url] for n, e in fake_engines.items()}
     urls["general"] = [failing_engine.url]
-    app = create_app(usage_fleet, StaticRegistry(urls))
-    async for c in _client(app):
+    async with _router(usage_fleet, urls) as (c, app):
         full = _level(app)
         r = await c.post("/v1/chat/completions", json=_body(max_tokens=2000))
         assert r.status_code >= 500 and r.json()["error"]["code"] == "engine_error"
@@ -173,8 +165,7 @@ def test_limiter_headers_describe_only_the_keys_limits() -> None:
 
 async def test_router_sends_ratelimit_headers(fake_engines: dict[str, FakeEngineServer],
                                              usage_fleet: FleetConfig) -> None:
-    app = create_app(usage_fleet, StaticRegistry({n: [e.url] for n, e in fake_engines.items()}))
-    async for c in _client(app):
+    async with _router(usage_fleet, {n: e.url for n, e in fake_engines.items()}) as (c, app):
         r = await c.post("/v1/chat/completions", json=_body(max_tokens=10))
         assert r.status_code == 200 and r.headers["x-ratelimit-limit-tokens"] == str(TPM)
         assert TPM - 600 < int(r.headers["x-ratelimit-remaining-tokens"]) < TPM  # settled: the real usage
