@@ -336,6 +336,9 @@ def create_app(
     async def health() -> Response:
         return Response(status_code=200)
 
+    from loadtest.fake_apis import attach
+
+    attach(app, list(s.models))  # FAKE /v1/responses and Anthropic /v1/messages
     return app
 
 

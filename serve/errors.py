@@ -139,3 +139,43 @@ def sse_error(exc: BaseException, request_id: str | None = None) -> bytes:
     """The streaming twin of :func:`error_response`: one ``data:`` event carrying the error body."""
     _, body, _ = error_body(exc, request_id)
     return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+#: Anthropic's error ``type`` for each status (https://docs.anthropic.com/en/api/errors).
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                    503: "overloaded_error", 529: "overloaded_error"}
+
+
+def anthropic_error_body(exc: BaseException, request_id: str | None = None
+                         ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The same error in Anthropic's shape: ``{"type": "error", "error": {"type", "message"}}``.
+
+    Used on the Anthropic Messages paths (``/v1/messages``), where clients parse that shape.
+    """
+    status, body, headers = error_body(exc, request_id)
+    err = body["error"]
+    message = err["message"] if not err.get("param") else f"{err['param']}: {err['message']}"
+    return status, {"type": "error", "error": {"type": _ANTHROPIC_TYPES.get(status, "api_error"),
+                                               "message": message}}, headers
+
+
+def is_anthropic_path(path: str) -> bool:
+    """Whether errors on ``path`` are answered in Anthropic's shape."""
+    return path.startswith("/v1/messages")
+
+
+def error_response_for(path: str, exc: BaseException, request_id: str | None = None) -> Response:
+    """:func:`error_response` in the shape the path's clients expect (Anthropic's on ``/v1/messages``)."""
+    if not is_anthropic_path(path):
+        return error_response(exc, request_id)
+    status, body, headers = anthropic_error_body(exc, request_id)
+    if request_id:
+        headers["x-request-id"] = request_id
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def anthropic_sse_error(exc: BaseException, request_id: str | None = None) -> bytes:
+    """The streaming twin for Anthropic clients: an ``error`` event."""
+    _, body, _ = anthropic_error_body(exc, request_id)
+    return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve.errors import InvalidRequestError, ModelNotFoundError, RouterError, error_response
+from serve.errors import InvalidRequestError, ModelNotFoundError, RouterError, error_response_for
 from serve.router.metrics import RouterMetrics
 from serve.router.policy import DeploymentChooser
 from serve.router.protocol import ErrorResponse
@@ -158,28 +158,30 @@ def create_app(
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    # Errors come in the shape the path's clients parse: OpenAI's, or Anthropic's on /v1/messages.
     @app.exception_handler(RouterError)
     async def _router_error(request: Request, exc: RouterError) -> Response:
-        return error_response(exc, _rid(request))
+        return error_response_for(request.url.path, exc, _rid(request))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         errs = exc.errors()
         param = ".".join(str(p) for p in errs[0]["loc"][1:]) if errs else None
-        return error_response(InvalidRequestError("Invalid request parameters.", param=param or None),
-                              _rid(request))
+        return error_response_for(request.url.path,
+                                  InvalidRequestError("Invalid request parameters.", param=param or None),
+                                  _rid(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         err = RouterError(str(exc.detail) if exc.status_code < 500 else "Internal server error",
                           status=exc.status_code, code=str(exc.status_code))
         err.err_type = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return error_response(err, _rid(request))
+        return error_response_for(request.url.path, err, _rid(request))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("request_id=%s unexpected error", _rid(request))
-        return error_response(exc, _rid(request))
+        return error_response_for(request.url.path, exc, _rid(request))
 
 
 def _install_routes(app: FastAPI, service: RouterService) -> None:
@@ -192,6 +194,26 @@ def _install_routes(app: FastAPI, service: RouterService) -> None:
     @app.post("/v1/completions", responses=_ERRORS, openapi_extra=_BODY_DOC)
     async def completions(request: Request) -> Response:
         return await service.handle(request, "completions")
+
+    @app.post("/v1/responses", responses=_ERRORS, openapi_extra=_BODY_DOC)
+    async def responses(request: Request) -> Response:
+        return await service.handle(request, "responses")
+
+    @app.get("/v1/responses/{response_id}", responses=_ERRORS)
+    async def retrieve_response(request: Request, response_id: str) -> Response:
+        return await service.handle_stored(request, response_id)
+
+    @app.post("/v1/responses/{response_id}/cancel", responses=_ERRORS)
+    async def cancel_response(request: Request, response_id: str) -> Response:
+        return await service.handle_stored(request, response_id, cancel=True)
+
+    @app.post("/v1/messages", responses=_ERRORS, openapi_extra=_BODY_DOC)
+    async def messages(request: Request) -> Response:
+        return await service.handle(request, "messages")
+
+    @app.post("/v1/messages/count_tokens", responses=_ERRORS, openapi_extra=_BODY_DOC)
+    async def count_tokens(request: Request) -> Response:
+        return await service.handle_tokens(request, "count_tokens")
 
     @app.post("/tokenize", responses=_ERRORS, openapi_extra=_BODY_DOC)
     async def tokenize(request: Request) -> Response:

@@ -38,7 +38,7 @@ from serve.router.upstream import Endpoint
 if TYPE_CHECKING:  # pragma: no cover
     from serve.config.specs import ReplicaRouting
 
-OUTCOMES = ("round_robin", "least_loaded", "affinity", "affinity_new", "affinity_fallback", "session")
+OUTCOMES = ("round_robin", "least_loaded", "affinity", "affinity_new", "affinity_fallback", "session", "stored")
 #: Characters of the prompt prefix that define a "shared prefix" for affinity.
 PREFIX_CHARS = 512
 

@@ -24,10 +24,12 @@ from starlette.responses import Response, StreamingResponse
 
 from serve.errors import (
     InvalidRequestError,
+    ModelNotFoundError,
     OverloadedError,
     RouterError,
     UpstreamError,
     UpstreamTimeoutError,
+    anthropic_sse_error,
     sse_error,
 )
 from serve.router.compat import ReasoningMirror, mirror_reasoning_body, upgrade_legacy_fields
@@ -36,6 +38,7 @@ from serve.router.facts import RequestFacts, facts_of
 from serve.router.metrics import RouterMetrics
 from serve.router.policy import Decision, DeploymentChooser
 from serve.router.replicas import ReplicaPicker, make_picker
+from serve.router.responses import IdSniffer, StoredResponses
 from serve.router.seams import Admission, TaskClassifier
 from serve.router.upstream import Endpoint, EndpointRegistry
 from serve.router.validate import request_timeout, validate_request
@@ -46,13 +49,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["chat", "completions", "tokenize", "detokenize"]
+Kind = Literal["chat", "completions", "responses", "messages", "tokenize", "detokenize", "count_tokens"]
 T = TypeVar("T")
-#: The engine path each request kind is relayed to.
+#: The engine path each request kind is relayed to (vLLM's own OpenAI and Anthropic endpoints).
 PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions",
-                         "tokenize": "/tokenize", "detokenize": "/detokenize"}
-#: Kinds that generate (task defaults, token charges, draining refusals apply).
-GENERATE: frozenset[str] = frozenset({"chat", "completions"})
+                         "responses": "/v1/responses", "messages": "/v1/messages",
+                         "tokenize": "/tokenize", "detokenize": "/detokenize",
+                         "count_tokens": "/v1/messages/count_tokens"}
+#: Kinds that generate (token charges and draining refusals apply).
+GENERATE: frozenset[str] = frozenset({"chat", "completions", "responses", "messages"})
+#: Kinds whose body the per-task defaults (system prompt, sampling, thinking) know how to shape.
+SHAPED: frozenset[str] = frozenset({"chat", "completions"})
+#: Bytes of a non-streamed Responses answer searched for its id (it comes first).
+SNIFF_HEAD = 4096
 _CONNECT_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ServerTimeoutError, ConnectionError)
 
 
@@ -73,6 +82,7 @@ class Prepared:
         decision: Where it goes and why.
         key: The API key's name (None without admission).
         compat: Legacy fields rewritten for the engine (named in ``x-qwen-compat``).
+        replica: The one replica the request must reach (a stored response's), or None.
     """
 
     kind: str
@@ -81,6 +91,7 @@ class Prepared:
     decision: Decision
     key: str | None = None
     compat: list[str] = field(default_factory=list)
+    replica: str | None = None
 
 
 class Lease:
@@ -129,6 +140,7 @@ class RouterService:
         self.limits = fleet.security.limits
         self.draining = False
         self.pickers: dict[str, ReplicaPicker] = {d.name: make_picker(d.replica_routing) for d in fleet.deployments}
+        self.stored = StoredResponses()
 
     # --- decide (shared with /v1/route) -----------------------------------------------------------
     def decide(self, facts: RequestFacts, model: Any, headers: Mapping[str, str],
@@ -199,8 +211,24 @@ class RouterService:
             if compat:
                 self.metrics.count_compat(compat)
         facts = facts_of(body, kind, request.headers)
+        previous = body.get("previous_response_id") if kind == "responses" else None
+        if previous:
+            decision, replica = self._pinned(previous, "previous_response_id")
+            return Prepared(kind, body, facts, decision, key, compat, replica)
         decision = self.decide(facts, body.get("model"), request.headers, check_named=check_named)
         return Prepared(kind, body, facts, decision, key, compat)
+
+    def _pinned(self, response_id: str, param: str | None = None) -> tuple[Decision, str]:
+        """The decision for a follow-up of a stored response: its deployment and replica."""
+        where = self.stored.where(response_id)
+        if where is None:
+            raise ModelNotFoundError(
+                f"Response `{response_id[:64]}` is not known to this router. Stored responses live in the engine "
+                "replica that created them; it may have restarted, or the response was created through another "
+                "router replica.", param=param, code="response_not_found")
+        deployment, replica = where
+        return Decision(task="stored", model=deployment, candidates=[deployment], explicit=True,
+                        reason=f"stored response -> replica {replica}"), replica
 
     # --- the request path --------------------------------------------------------------------------
     async def handle(self, request: Request, kind: Kind) -> Response:
@@ -216,7 +244,7 @@ class RouterService:
             if decision.spilled:
                 self.metrics.spillovers.labels(decision.spilled).inc()
             applied: list[str] = []
-            if not decision.explicit:
+            if not decision.explicit and kind in SHAPED:
                 spec = self.chooser.specs[decision.model]
                 applied = apply_task_defaults(body, self.fleet.router.tasks.get(decision.task), spec.capabilities)
             body["model"] = decision.engine_model
@@ -241,7 +269,8 @@ class RouterService:
             logger.info("request_id=%s rejected status=%d code=%s", rid, exc.status, exc.code)
             raise
 
-    async def handle_tokens(self, request: Request, kind: Literal["tokenize", "detokenize"]) -> Response:
+    async def handle_tokens(self, request: Request,
+                            kind: Literal["tokenize", "detokenize", "count_tokens"]) -> Response:
         """``/tokenize`` and ``/detokenize``, answered by a replica of the named (or routed) model.
 
         The counts come from that engine's own tokenizer and chat template, as the prompt will be served. No
@@ -254,6 +283,44 @@ class RouterService:
             p = await self.prepare(request, kind, check_named=False)
             p.body["model"] = p.decision.engine_model
             return await self.dispatch(request, p, t0)
+        except RouterError as exc:
+            self.metrics.reject(_reject_reason(exc))
+            raise
+
+    async def handle_stored(self, request: Request, response_id: str, cancel: bool = False) -> Response:
+        """``GET /v1/responses/{id}`` and ``POST /v1/responses/{id}/cancel``, relayed to the replica that
+        stores the response (see :mod:`serve.router.responses`)."""
+        assert self.session is not None, "router not started"
+        rid: str = request.state.request_id
+        try:
+            if self.guard is not None:
+                await self.guard.admit(request, b"")
+            decision, replica = self._pinned(response_id)
+            ep = next((e for e in self.registry.load(decision.model).endpoints if e.replica == replica), None)
+            if ep is None:
+                raise ModelNotFoundError(f"The engine replica that stored response `{response_id[:64]}` is gone.",
+                                         code="response_not_found")
+            lease = Lease(self.registry, ep)
+            try:
+                url = f"{ep.url}/v1/responses/{response_id}" + ("/cancel" if cancel else "")
+                if request.url.query:
+                    url += "?" + request.url.query
+                method = self.session.post if cancel else self.session.get
+                async with method(url, headers={"x-request-id": rid}) as resp:
+                    data = await resp.read()
+                    ctype = resp.headers.get("content-type", "application/json")
+                    status = resp.status
+            except _CONNECT_ERRORS:
+                raise OverloadedError("The engine replica that stores this response is unreachable; retry later.",
+                                      code="deployment_unavailable", retry_after=5.0) from None
+            finally:
+                lease.release()
+            if status >= 500:
+                raise UpstreamError("The model engine failed to process the request.", code="engine_error")
+            headers = {"x-qwen-task": decision.task, "x-qwen-model": decision.model,
+                       "x-qwen-route-reason": _ascii(decision.reason), "x-qwen-replica": ep.replica,
+                       "x-qwen-replica-reason": "stored", "x-request-id": rid}
+            return Response(data, status_code=status, media_type=ctype.split(";")[0], headers=headers)
         except RouterError as exc:
             self.metrics.reject(_reject_reason(exc))
             raise
@@ -297,8 +364,10 @@ class RouterService:
         mirror = kind == "chat" and self.fleet.router.mirror_reasoning_content
         if body.get("stream"):
             out_headers["cache-control"] = "no-cache"
+            sniffer = IdSniffer(self.stored, ep.deployment, ep.replica) if kind == "responses" else None
             return StreamingResponse(self._relay(lease, resp, decision, t0, deadline, rid, charge,
-                                                 ReasoningMirror() if mirror else None),
+                                                 ReasoningMirror() if mirror else None, sniffer,
+                                                 anthropic=kind == "messages"),
                                      media_type="text/event-stream", headers=out_headers)
         try:
             async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
@@ -313,6 +382,8 @@ class RouterService:
             return Response(status_code=499)
         if charge is not None:
             charge.settle_body(data)
+        if kind == "responses":
+            self.stored.learn(data[:SNIFF_HEAD], ep.deployment, ep.replica)
         if mirror:
             data = mirror_reasoning_body(data)
         elapsed = time.perf_counter() - t0
@@ -327,8 +398,16 @@ class RouterService:
         decision = p.decision
         tried: list[Endpoint] = []
         for _ in range(4):
-            ep, outcome = self.registry.pick_replica(decision.model, p.facts, exclude=tried,
-                                                     picker=self.pickers.get(decision.model))
+            if p.replica is not None:  # a stored response's follow-up: that replica or nothing
+                ep = next((e for e in self.registry.load(decision.model).endpoints
+                           if e.replica == p.replica and e not in tried), None)
+                if ep is None:
+                    raise ModelNotFoundError("The engine replica that stored the previous response is gone.",
+                                             param="previous_response_id", code="response_not_found")
+                outcome = "stored"
+            else:
+                ep, outcome = self.registry.pick_replica(decision.model, p.facts, exclude=tried,
+                                                         picker=self.pickers.get(decision.model))
             if ep is None:
                 if decision.explicit or not self._spill_after_failure(decision, p.facts):
                     raise OverloadedError(f"No healthy replica of `{decision.model}` is reachable; retry later.",
@@ -381,8 +460,11 @@ class RouterService:
 
     async def _relay(self, lease: Lease, resp: aiohttp.ClientResponse, decision: Decision, t0: float,
                      deadline: float, rid: str, charge: TokenCharge | None = None,
-                     mirror: ReasoningMirror | None = None) -> AsyncIterator[bytes]:
-        """Relay the engine's SSE bytes as they arrive; errors become one SSE error event."""
+                     mirror: ReasoningMirror | None = None, sniffer: IdSniffer | None = None,
+                     anthropic: bool = False) -> AsyncIterator[bytes]:
+        """Relay the engine's SSE bytes as they arrive; errors become one SSE error event (in Anthropic's
+        shape on ``/v1/messages``)."""
+        as_sse = anthropic_sse_error if anthropic else sse_error
         ep = lease.endpoint
         model_label = self.metrics.model_label(decision.model)
         first = True
@@ -395,6 +477,8 @@ class RouterService:
                         first = False
                     if charge is not None:
                         charge.feed(chunk)
+                    if sniffer is not None:
+                        sniffer.feed(chunk)
                     if mirror is None:
                         yield chunk
                     elif out := mirror.feed(chunk):
@@ -403,13 +487,15 @@ class RouterService:
                 yield rest
             finished = True
         except TimeoutError:
-            yield sse_error(UpstreamTimeoutError("The request timed out.", code="timeout"), rid)
-            yield b"data: [DONE]\n\n"
+            yield as_sse(UpstreamTimeoutError("The request timed out.", code="timeout"), rid)
+            if not anthropic:
+                yield b"data: [DONE]\n\n"
         except (aiohttp.ClientError, ConnectionError):
             logger.warning("request_id=%s engine %s stream broke", rid, ep.deployment)
             ep.mark_down(1.0)
-            yield sse_error(UpstreamError("The model engine stopped while streaming.", code="engine_error"), rid)
-            yield b"data: [DONE]\n\n"
+            yield as_sse(UpstreamError("The model engine stopped while streaming.", code="engine_error"), rid)
+            if not anthropic:
+                yield b"data: [DONE]\n\n"
         finally:
             resp.close() if not finished else resp.release()
             lease.release()

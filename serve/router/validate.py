@@ -271,5 +271,127 @@ def validate_request(body: dict[str, Any], kind: str, limits: Any) -> None:
     """
     if kind in ("tokenize", "detokenize"):
         validate_token_body(body, kind, limits)
+    elif kind == "responses":
+        validate_responses(body, limits)
+    elif kind in ("messages", "count_tokens"):
+        validate_messages(body, limits, count_only=kind == "count_tokens")
     else:
         validate_body(body, kind, limits)
+
+
+# --- the Responses API ----------------------------------------------------------------------------------
+RESPONSE_ITEM_TYPES = frozenset({"message", "function_call", "function_call_output", "reasoning",
+                                 "item_reference", "mcp_call", "mcp_approval_response"})
+
+
+def validate_responses(body: dict[str, Any], limits: Any) -> None:
+    """Validate a ``POST /v1/responses`` body (the fields the router reads, plus the fleet's limits).
+
+    Raises:
+        InvalidRequestError: The first problem found, naming its parameter.
+    """
+    _model(body)
+    items = body.get("input")
+    if isinstance(items, str):
+        if not items:
+            raise _bad("input", "`input` must be a non-empty string or an array of input items.")
+    elif isinstance(items, list) and items:
+        if len(items) > limits.max_messages:
+            raise _bad("input", f"Too many input items: {len(items)} (the limit is {limits.max_messages}).")
+        for i, item in enumerate(items):
+            where = f"input[{i}]"
+            if not isinstance(item, dict):
+                raise _bad(where, f"`{where}` must be an object.")
+            itype = item.get("type", "message")
+            if not _one_of(itype, RESPONSE_ITEM_TYPES):
+                raise _bad(f"{where}.type", f"`{where}.type` must be one of {', '.join(sorted(RESPONSE_ITEM_TYPES))}.")
+            if itype == "message":
+                if not _one_of(item.get("role"), ROLES):
+                    raise _bad(f"{where}.role", f"`{where}.role` must be one of {', '.join(sorted(ROLES))}.")
+                content = item.get("content")
+                if isinstance(content, list):
+                    for j, part in enumerate(content):
+                        if not isinstance(part, dict) or not _one_of(part.get("type"), CHAT_PARTS):
+                            raise _bad(f"{where}.content[{j}]",
+                                       f"`{where}.content[{j}]` must be a content part with a known `type`.")
+                elif not isinstance(content, str):
+                    raise _bad(f"{where}.content", f"`{where}.content` must be a string or an array of parts.")
+    else:
+        raise _bad("input", "`input` must be a non-empty string or an array of input items.")
+    for name in ("instructions", "previous_response_id", "user"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise _bad(name, f"`{name}` must be a string.")
+    for name in ("stream", "store", "background", "parallel_tool_calls"):
+        if body.get(name) is not None and not isinstance(body[name], bool):
+            raise _bad(name, f"`{name}` must be a boolean.")
+    _number(body, "max_output_tokens", 1, limits.max_tokens_cap, True)
+    for name in ("temperature", "top_p", "top_k", "seed"):
+        lo, hi, integer = _RANGES.get(name, (-1, 2**31, True))
+        _number(body, name, lo, hi, integer)
+    tools = body.get("tools")
+    if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)
+                              or len(tools) > MAX_TOOLS):
+        raise _bad("tools", f"`tools` must be an array of at most {MAX_TOOLS} tool objects.")
+    for name in ("reasoning", "text", "metadata"):
+        if body.get(name) is not None and not isinstance(body[name], dict):
+            raise _bad(name, f"`{name}` must be an object.")
+
+
+# --- Anthropic Messages ------------------------------------------------------------------------------
+ANTHROPIC_ROLES = frozenset({"user", "assistant"})
+ANTHROPIC_BLOCKS = frozenset({"text", "image", "document", "tool_use", "tool_result", "thinking",
+                              "redacted_thinking"})
+
+
+def validate_messages(body: dict[str, Any], limits: Any, *, count_only: bool = False) -> None:
+    """Validate an Anthropic ``POST /v1/messages`` (or ``/v1/messages/count_tokens``) body.
+
+    Raises:
+        InvalidRequestError: The first problem found, naming its parameter.
+    """
+    _model(body)
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise _bad("messages", "`messages` must be a non-empty array of message objects.")
+    if len(msgs) > limits.max_messages:
+        raise _bad("messages", f"Too many messages: {len(msgs)} (the limit is {limits.max_messages}).")
+    for i, m in enumerate(msgs):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise _bad(where, f"`{where}` must be an object.")
+        if not _one_of(m.get("role"), ANTHROPIC_ROLES):
+            raise _bad(f"{where}.role", f"`{where}.role` must be `user` or `assistant`.")
+        content = m.get("content")
+        if isinstance(content, list):
+            for j, block in enumerate(content):
+                if not isinstance(block, dict) or not _one_of(block.get("type"), ANTHROPIC_BLOCKS):
+                    raise _bad(f"{where}.content[{j}]",
+                               f"`{where}.content[{j}]` must be a content block with a known `type`.")
+                if block["type"] == "text" and not isinstance(block.get("text"), str):
+                    raise _bad(f"{where}.content[{j}].text", f"`{where}.content[{j}].text` must be a string.")
+        elif not isinstance(content, str):
+            raise _bad(f"{where}.content", f"`{where}.content` must be a string or an array of content blocks.")
+    system = body.get("system")
+    if system is not None and not isinstance(system, str | list):
+        raise _bad("system", "`system` must be a string or an array of text blocks.")
+    if not count_only:
+        if body.get("max_tokens") is None:
+            raise _bad("max_tokens", "`max_tokens` is required.")
+        _number(body, "max_tokens", 1, limits.max_tokens_cap, True)
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise _bad("stream", "`stream` must be a boolean.")
+    for name in ("temperature", "top_p", "top_k"):
+        lo, hi, integer = _RANGES.get(name, (0, 2**31, True))
+        _number(body, name, lo, hi, integer)
+    stops = body.get("stop_sequences")
+    if stops is not None and (not isinstance(stops, list) or not all(isinstance(s, str) for s in stops)
+                              or len(stops) > limits.max_stop_sequences):
+        raise _bad("stop_sequences",
+                   f"`stop_sequences` must be an array of at most {limits.max_stop_sequences} strings.")
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list) or len(tools) > MAX_TOOLS:
+            raise _bad("tools", f"`tools` must be an array of at most {MAX_TOOLS} tool objects.")
+        for i, t in enumerate(tools):
+            if not isinstance(t, dict) or not isinstance(t.get("name"), str) or not t["name"]:
+                raise _bad(f"tools[{i}].name", f"`tools[{i}].name` must be a non-empty string.")

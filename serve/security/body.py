@@ -12,7 +12,7 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve.errors import InvalidRequestError, RouterError, error_response
+from serve.errors import InvalidRequestError, RouterError, error_response_for
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +51,11 @@ class BodyLimitMiddleware:
         if declared == -1:
             err: RouterError = InvalidRequestError("The Content-Length header is not a valid length.",
                                                    code="invalid_content_length")
-            await error_response(err, rid)(scope, receive, send)
+            await error_response_for(scope.get("path", ""), err, rid)(scope, receive, send)
             return
         if declared is not None and declared > self.max_bytes:
             logger.info("request_id=%s rejected status=413 declared_bytes=%d", rid, declared)
-            await error_response(too_large(self.max_bytes), rid)(scope, receive, send)
+            await error_response_for(scope.get("path", ""), too_large(self.max_bytes), rid)(scope, receive, send)
             return
         seen = 0
         limit = self.max_bytes

@@ -45,7 +45,8 @@ def estimate_tokens(body: Mapping[str, Any], default_completion: int) -> int:
         default_completion: Completion tokens assumed when ``max_tokens`` is unset.
     """
     n_prompt = estimate_prompt_tokens(body)
-    budget = body.get("max_completion_tokens") or body.get("max_tokens") or default_completion
+    budget = (body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+              or default_completion)
     n = body.get("n") or 1
     best_of = body.get("best_of") or 1
     return int(n_prompt + int(budget) * max(int(n), int(best_of)))
@@ -97,14 +98,15 @@ class Guard:
         Raises:
             AuthenticationError: Keys are required and the header is missing or the key unknown.
         """
-        token = bearer_token(request.headers.get("authorization"))
+        # OpenAI clients send `Authorization: Bearer <key>`; Anthropic's send `x-api-key: <key>`.
+        token = bearer_token(request.headers.get("authorization")) or request.headers.get("x-api-key") or None
         name = self.keys.lookup(token) if token else None
         if name is not None:
             return name
         if self.require_key:
             if token is None:
                 raise AuthenticationError(
-                    "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
+                    "You didn't provide an API key. Send it as `Authorization: Bearer <key>` (or `x-api-key`).",
                     code="missing_api_key")
             raise AuthenticationError("Incorrect API key provided.", code="invalid_api_key")
         host = request.client.host if request.client is not None else "unknown"

@@ -73,9 +73,14 @@ class TokenCharge:
         """Settle a finished stream: its usage chunk if it has one, else prompt estimate + content events."""
         for line in reversed(self.tail.split(b"\n")):
             if line.startswith(b"data: {") and b'"usage"' in line:
-                total = _total(_loads(line[6:]))
+                doc = _loads(line[6:])
+                total = _total(doc)
                 if total is not None:
                     self.settle(total)
+                    return
+                usage = _usage(doc)  # an Anthropic stream ends with the output count only
+                if usage is not None and isinstance(usage.get("output_tokens"), int):
+                    self.settle(self.prompt_estimate + usage["output_tokens"])
                     return
         # The role-only first event of a chat stream carries no token; the others carry about one each.
         self.settle(self.prompt_estimate + max(0, self.events - 1))
@@ -88,12 +93,26 @@ def _loads(data: bytes) -> Any:
         return None
 
 
+def _usage(doc: Any) -> dict[str, Any] | None:
+    """The usage object of an answer or event: chat/completions and Responses (``usage``), a Responses
+    stream's final event (``response.usage``), an Anthropic ``message_start`` (``message.usage``)."""
+    if not isinstance(doc, dict):
+        return None
+    for holder in (doc, doc.get("response"), doc.get("message")):
+        if isinstance(holder, dict) and isinstance(holder.get("usage"), dict):
+            return holder["usage"]
+    return None
+
+
 def _total(doc: Any) -> int | None:
-    usage = doc.get("usage") if isinstance(doc, dict) else None
-    if not isinstance(usage, dict):
+    usage = _usage(doc)
+    if usage is None:
         return None
     total = usage.get("total_tokens")
     if isinstance(total, int):
         return total
-    parts = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
-    return sum(parts) if all(isinstance(p, int) for p in parts) else None  # type: ignore[arg-type]
+    for a, b in (("prompt_tokens", "completion_tokens"), ("input_tokens", "output_tokens")):
+        x, y = usage.get(a), usage.get(b)
+        if isinstance(x, int) and isinstance(y, int):
+            return x + y
+    return None
