@@ -5,8 +5,10 @@ answers), the router (``serve.router.app.create_app`` over a ``StaticRegistry`` 
 by uvicorn with uvloop + httptools, like Ray Serve's direct ingress), and ``wrk`` (C) as the load generator.
 
 - Capacity: wrk closed loop at several connection counts against the router; the router process's own CPU
-  seconds (psutil) divide the requests it served: **requests/s per router core**. Two request kinds: an
-  explicit model (no classification) and ``model: auto`` (classification + policy).
+  seconds (psutil) divide the requests it served: **requests/s per router core**. Request kinds:
+  chat with an explicit model (no classification), chat with ``model: auto`` (classification + policy), and
+  the same two on the Responses API (``/v1/responses``). Kinds are interleaved over ``--rounds`` (ABBA) so a
+  noisy shared machine affects them alike; the best of each is reported, with the Responses/chat ratios.
 - Added latency: one connection (no queueing) against the fake directly and through the router, same body;
   the difference of wrk's latency percentiles is what the router adds.
 
@@ -62,12 +64,17 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", a
             loop="uvloop", http="httptools")
 """
 
-BODIES = {
-    "explicit": {"model": "general", "messages": [{"role": "user", "content": "Hello, how are you today?"}],
-                 "max_tokens": 1},
-    "auto": {"model": "auto", "messages": [{"role": "user", "content":
-             "Write a Python function that merges two sorted lists, with a docstring and tests."}],
-             "max_tokens": 1},
+_CODE = "Write a Python function that merges two sorted lists, with a docstring and tests."
+#: kind -> (path, body).
+BODIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "explicit": ("/v1/chat/completions", {"model": "general", "max_tokens": 1,
+                                          "messages": [{"role": "user", "content": "Hello, how are you today?"}]}),
+    "auto": ("/v1/chat/completions", {"model": "auto", "max_tokens": 1,
+                                      "messages": [{"role": "user", "content": _CODE}]}),
+    "responses-explicit": ("/v1/responses", {"model": "general", "max_output_tokens": 1, "store": False,
+                                             "input": "Hello, how are you today?"}),
+    "responses-auto": ("/v1/responses", {"model": "auto", "max_output_tokens": 1, "store": False,
+                                         "input": _CODE}),
 }
 
 
@@ -89,12 +96,12 @@ def start(code: str, port: int, extra: list[str]) -> subprocess.Popen[bytes]:
     raise SystemExit(f"server on :{port} did not start")
 
 
-def wrk(url: str, body: dict[str, Any], connections: int, seconds: int) -> dict[str, float]:
+def wrk(url: str, path: str, body: dict[str, Any], connections: int, seconds: int) -> dict[str, float]:
     script = Path(tempfile.mkdtemp()) / "post.lua"
     script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                       f"wrk.body = {json.dumps(json.dumps(body))}\n")
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-                          url + "/v1/chat/completions"], capture_output=True, text=True, check=True).stdout
+                          url + path], capture_output=True, text=True, check=True).stdout
     res: dict[str, float] = {"requests": float(re.search(r"(\d+) requests in", out).group(1))}  # type: ignore[union-attr]
     res["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -117,6 +124,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--connections", default="4,16,64")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the request kinds")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "router_only"))
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -127,30 +135,38 @@ def main() -> int:
     fake_url, router_url = f"http://127.0.0.1:{fake_port}", f"http://127.0.0.1:{router_port}"
     results: dict[str, Any] = {"capacity": {}, "added_latency": {}}
     try:
-        for kind, body in BODIES.items():
-            wrk(router_url, body, 4, 2)  # warm-up (JIT-free Python, but caches, pools, tokenizer)
-            for c in (int(x) for x in args.connections.split(",")):
-                before = cpu_seconds(router.pid)
-                r = wrk(router_url, body, c, args.seconds)
-                used = cpu_seconds(router.pid) - before
-                r["router_cpu_s"] = used
-                r["rps_per_router_core"] = r["requests"] / used if used > 0 else 0.0
-                results["capacity"][f"{kind}-c{c}"] = r
-                print(f"{kind:8s} c={c:3d}: {r['rps']:7.0f} req/s, router CPU {used:5.2f}s -> "
-                      f"{r['rps_per_router_core']:7.0f} req/s per router core, non-2xx {r['non_2xx']:.0f}",
-                      flush=True)
-            direct = wrk(fake_url, body, 1, args.seconds)
-            via = wrk(router_url, body, 1, args.seconds)
+        for path, body in BODIES.values():
+            wrk(router_url, path, body, 4, 2)  # warm-up (caches, pools, tokenizer)
+        for rnd in range(args.rounds):
+            kinds = list(BODIES) if rnd % 2 == 0 else list(reversed(BODIES))  # ABBA over the kinds
+            for kind in kinds:
+                path, body = BODIES[kind]
+                for c in (int(x) for x in args.connections.split(",")):
+                    before = cpu_seconds(router.pid)
+                    r = wrk(router_url, path, body, c, args.seconds)
+                    used = cpu_seconds(router.pid) - before
+                    r["router_cpu_s"] = used
+                    r["rps_per_router_core"] = r["requests"] / used if used > 0 else 0.0
+                    results["capacity"][f"{kind}-r{rnd}-c{c}"] = r
+                    print(f"{kind:18s} round {rnd} c={c:3d}: {r['rps']:7.0f} req/s, router CPU {used:5.2f}s -> "
+                          f"{r['rps_per_router_core']:7.0f} req/s per router core, non-2xx {r['non_2xx']:.0f}",
+                          flush=True)
+        for kind, (path, body) in BODIES.items():
+            direct = wrk(fake_url, path, body, 1, args.seconds)
+            via = wrk(router_url, path, body, 1, args.seconds)
             added = {p: via[p] - direct[p] for p in ("p50_ms", "p90_ms", "p99_ms") if p in via and p in direct}
             results["added_latency"][kind] = {"direct": direct, "via_router": via, "added_ms": added}
-            print(f"{kind:8s} added latency (1 connection): " +
+            print(f"{kind:18s} added latency (1 connection): " +
                   ", ".join(f"{k} {v:+.2f} ms" for k, v in added.items()), flush=True)
     finally:
         for proc in (router, fake):
             os.killpg(proc.pid, signal.SIGTERM)
-    best = {k: max(v["rps_per_router_core"] for n, v in results["capacity"].items() if n.startswith(k))
+    best = {k: max(v["rps_per_router_core"] for n, v in results["capacity"].items() if n.startswith(k + "-r"))
             for k in BODIES}
     results["best_rps_per_router_core"] = best
+    ratios = {"responses/chat explicit": best["responses-explicit"] / best["explicit"],
+              "responses/chat auto": best["responses-auto"] / best["auto"]}
+    results["ratios"] = ratios
     results["meta"] = {"cores": os.cpu_count(), "loadavg": os.getloadavg(),
                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": args.seconds}
     out = Path(args.out)
@@ -162,6 +178,7 @@ def main() -> int:
         a = results["added_latency"][k]["added_ms"]
         lines.append(f"| {k} | {best[k]:.0f} | {a.get('p50_ms', float('nan')):+.2f} | "
                      f"{a.get('p99_ms', float('nan')):+.2f} |")
+    lines += ["", "Ratios (same run): " + ", ".join(f"{k} {v:.3f}x" for k, v in ratios.items()) + "."]
     lines += ["", f"Goal: >= 2,000 req/s per core. wrk closed loop, {args.seconds}s per point; router CPU from "
               f"psutil. Load average at the end: {os.getloadavg()[0]:.1f} (shared 2-core machine).", ""]
     out.with_suffix(".md").write_text("\n".join(lines))
