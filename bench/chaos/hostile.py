@@ -61,7 +61,22 @@ COMPLETIONS = {"type": "object", "required": ["prompt", "max_tokens"],
                    {"type": "string", "maxLength": 200},
                    {"type": "array", "maxItems": 8, "items": {"type": "integer", "minimum": 0}}]},
                    "logprobs": {"type": "integer"}, "echo": {"type": "boolean"}}}
-BODIES = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/route": CHAT}
+RESPONSES = {"type": "object", "required": ["input", "max_output_tokens"],
+             "properties": {"model": COMMON["model"], "stream": {"type": "boolean"}, "store": {"type": "boolean"},
+                            "temperature": COMMON["temperature"], "top_p": COMMON["top_p"],
+                            "max_output_tokens": COMMON["max_tokens"], "instructions": {"type": "string"},
+                            "input": {"anyOf": [{"type": "string", "maxLength": 200},
+                                                {"type": "array", "maxItems": 3, "items": MESSAGE}]}}}
+ANTHROPIC_MESSAGE = {"type": "object", "required": ["role", "content"],
+                     "properties": {"role": {"type": "string", "enum": ["user", "assistant"]},
+                                    "content": MESSAGE["properties"]["content"]}}  # type: ignore[index]
+MESSAGES = {"type": "object", "required": ["messages", "max_tokens"],
+            "properties": {"model": COMMON["model"], "stream": {"type": "boolean"}, "system": {"type": "string"},
+                           "max_tokens": COMMON["max_tokens"], "temperature": {"type": "number"},
+                           "stop_sequences": {"type": "array", "maxItems": 4, "items": {"type": "string"}},
+                           "messages": {"type": "array", "minItems": 1, "maxItems": 4, "items": ANTHROPIC_MESSAGE}}}
+BODIES = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/route": CHAT,
+          "/v1/responses": RESPONSES, "/v1/messages": MESSAGES}
 
 
 def hand_cases() -> list[tuple[str, str, bytes, dict[str, Any]]]:
@@ -147,6 +162,40 @@ def hand_cases() -> list[tuple[str, str, bytes, dict[str, Any]]]:
         ("timeout_header_garbage", chat, msg("x"), {"x-request-timeout": "NaN"}),
         ("timeout_header_negative", chat, msg("x"), {"x-request-timeout": "-1"}),
         ("task_header_unknown", chat, msg("x"), {"x-qwen-task": "\u202eevil".encode()}),
+        # the Responses API
+        ("responses_empty", "/v1/responses", b"", {}),
+        ("responses_no_input", "/v1/responses", j({"model": "auto"}), {}),
+        ("responses_input_number", "/v1/responses", j({"model": "auto", "input": 5}), {}),
+        ("responses_item_garbage", "/v1/responses", j({"model": "auto", "input": [None, 1, "x"]}), {}),
+        ("responses_item_type", "/v1/responses", j({"model": "auto", "input": [{"type": "hologram"}]}), {}),
+        ("responses_bad_role", "/v1/responses", j({"model": "auto", "input": [{"role": "root", "content": "x"}]}),
+         {}),
+        ("responses_max_output_huge", "/v1/responses", j({"model": "auto", "input": "x",
+                                                          "max_output_tokens": 10**12}), {}),
+        ("responses_instructions_object", "/v1/responses", j({"model": "auto", "input": "x", "instructions": {}}),
+         {}),
+        ("responses_unknown_previous", "/v1/responses", j({"model": "auto", "input": "x", "max_output_tokens": 2,
+                                                           "previous_response_id": "resp_" + "z" * 5000}), {}),
+        ("responses_retrieve_unknown", "/v1/responses/resp_nope/cancel", b"", {}),
+        ("responses_image_to_text_model", "/v1/responses",
+         j({"model": "qwen3-general", "max_output_tokens": 2, "input": [{"role": "user", "content": [
+             {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]}]}), {}),
+        # Anthropic Messages
+        ("messages_empty", "/v1/messages", b"{}", {}),
+        ("messages_no_max_tokens", "/v1/messages", j({"model": "auto", "messages": [{"role": "user",
+                                                                                     "content": "x"}]}), {}),
+        ("messages_system_role", "/v1/messages", j({"model": "auto", "max_tokens": 2,
+                                                    "messages": [{"role": "system", "content": "x"}]}), {}),
+        ("messages_block_garbage", "/v1/messages", j({"model": "auto", "max_tokens": 2, "messages": [
+            {"role": "user", "content": [{"type": "hologram"}]}]}), {}),
+        ("messages_system_number", "/v1/messages", j({"model": "auto", "max_tokens": 2, "system": 5,
+                                                      "messages": [{"role": "user", "content": "x"}]}), {}),
+        ("messages_stop_sequences_many", "/v1/messages", j({"model": "auto", "max_tokens": 2,
+                                                            "stop_sequences": ["s"] * 500,
+                                                            "messages": [{"role": "user", "content": "x"}]}), {}),
+        ("messages_tools_no_name", "/v1/messages", j({"model": "auto", "max_tokens": 2, "tools": [{}],
+                                                      "messages": [{"role": "user", "content": "x"}]}), {}),
+        ("count_tokens_garbage", "/v1/messages/count_tokens", b"[[[", {}),
     ]
     for name, value in [("temperature", -1), ("temperature", "hot"), ("temperature", 1e308), ("top_p", 0),
                         ("top_p", 2), ("top_k", -7), ("top_k", 1.5), ("n", 0), ("n", 10**6), ("n", True),

@@ -147,3 +147,22 @@ async def test_x_api_key_is_accepted_and_errors_keep_the_shape(fake_engines: dic
         r = await c.post("/v1/responses", json={"model": "general", "input": "x"},
                          headers={"x-api-key": "sk-anthropic-style"})
         assert r.status_code == 200
+
+
+async def test_hostile_inputs_on_the_new_paths_get_no_5xx(router: Any) -> None:
+    """The chaos bench's hand-written hostile cases for /v1/responses and /v1/messages, over FAKE engines."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "chaos"))
+    from hostile import hand_cases
+
+    c, _ = router
+    cases = [case for case in hand_cases() if case[1].startswith(("/v1/responses", "/v1/messages"))]
+    assert len(cases) >= 15
+    for name, path, raw, headers in cases:
+        r = await c.post(path, content=raw, headers={"content-type": "application/json", **headers})
+        assert r.status_code < 500, (name, r.status_code, r.text[:200])
+        if r.status_code >= 400:
+            body = r.json()
+            assert body["error"]["message"] and (body.get("type") == "error") == path.startswith("/v1/messages"), name
