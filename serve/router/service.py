@@ -67,7 +67,8 @@ _CONNECT_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ServerTimeoutError, Co
 
 def prompt_fingerprint(body: Mapping[str, Any]) -> tuple[str, int]:
     """A short hash and the byte length of the prompt, for logs that never hold prompt text."""
-    raw = orjson.dumps(body.get("messages") if "messages" in body else body.get("prompt"))
+    prompt = body.get("messages") if "messages" in body else body.get("prompt", body.get("input"))
+    raw = orjson.dumps(prompt)
     return hashlib.blake2b(raw, digest_size=6).hexdigest(), len(raw)
 
 

@@ -30,8 +30,14 @@ BYTES_PER_TOKEN = 4  # rough prompt estimate; conservative for Qwen's tokenizer 
 
 
 def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
-    """A request's prompt tokens: the count of token ids, or its bytes / 4."""
-    prompt = body.get("messages") if "messages" in body else body.get("prompt")
+    """A request's prompt tokens: the count of token ids, or its bytes / 4 (messages and a system prompt,
+    a completions prompt, or a Responses API ``input`` and ``instructions``)."""
+    if "messages" in body:
+        prompt: Any = [body.get("messages"), body.get("system")]
+    elif "input" in body:
+        prompt = [body.get("input"), body.get("instructions")]
+    else:
+        prompt = body.get("prompt")
     if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
         return len(prompt)
     return len(orjson.dumps(prompt)) // BYTES_PER_TOKEN + 1
