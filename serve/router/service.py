@@ -263,7 +263,7 @@ class RouterService:
             self.metrics.replica_choices.labels(self.metrics.model_label(ep.deployment), outcome).inc()
             self.registry.acquire(ep)
             try:
-                resp = await self.session.post(ep.url + PATHS[kind], data=payload, headers=headers)
+                resp = await self.session.post(ep.target() + PATHS[kind], data=payload, headers=headers)
                 return ep, resp, outcome
             except BaseException as exc:
                 self.registry.release(ep)
