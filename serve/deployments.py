@@ -78,6 +78,12 @@ def build_llm_config(spec: DeploymentSpec, fleet: FleetConfig | None = None) -> 
         fraction = spec.accelerator.gpu_fraction
         kwargs["placement_group_config"] = {"bundles": [{"CPU": 1, "GPU": fraction}]}
         env.setdefault("VLLM_RAY_PER_WORKER_GPUS", str(fraction))
+    if spec.engine_frontends:
+        # Each frontend process gets a logical CPU in the replica's bundle (Ray Serve LLM merges the replica
+        # actor's resources into the engine's first bundle), so placement counts them.
+        deployment["ray_actor_options"] = {"num_cpus": 1 + spec.engine_frontends}
+        if spec.capabilities.vision:
+            engine["mm_processor_cache_gb"] = 0  # mirrored per engine client: off with several clients
     if spec.lora is not None:
         from serve.lora import lora_modules
 
@@ -122,7 +128,7 @@ def build_engine_deployment(spec: DeploymentSpec, fleet: FleetConfig | None = No
     return build_llm_deployment(
         llm_config,
         name_prefix="engine-",
-        bind_kwargs={"deployment_name": spec.name},
+        bind_kwargs={"deployment_name": spec.name, "engine_frontends": spec.engine_frontends},
         deployment_cls=_llm_server_cls(),
     )
 

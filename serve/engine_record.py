@@ -96,6 +96,9 @@ class EngineRecord:
         started: Wall time the replica registered.
         heartbeat: Wall time of the latest refresh.
         stats: The engine's latest figures (None when the engine reports none).
+        urls: The replica's frontend processes (``engine_frontends``), each serving vLLM's OpenAI app as
+            a client of the same engine; the router spreads requests over them (empty: use ``url``).
+        frontend_pids: Their process ids (orphan clean-up).
         extra: Fields this version does not know (kept, so newer replicas and older routers get along).
     """
 
@@ -106,6 +109,8 @@ class EngineRecord:
     started: float = 0.0
     heartbeat: float = 0.0
     stats: EngineStats | None = None
+    urls: list[str] = field(default_factory=list)
+    frontend_pids: list[int] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -125,6 +130,9 @@ class EngineRecord:
                                 "heartbeat": self.heartbeat}
         if self.stats is not None:
             data["stats"] = self.stats.to_dict()
+        if self.urls:
+            data["urls"] = list(self.urls)
+            data["frontend_pids"] = list(self.frontend_pids)
         return json.dumps(data).encode()
 
     @classmethod
@@ -132,17 +140,27 @@ class EngineRecord:
         """Parse a KV value (None when it is not a valid record)."""
         try:
             data = json.loads(raw)
-            known = {"url", "deployment", "replica", "pid", "started", "heartbeat", "stats"}
+            known = {"url", "deployment", "replica", "pid", "started", "heartbeat", "stats", "urls", "frontend_pids"}
             started = float(data.get("started") or 0.0)
             return cls(
                 deployment=str(data["deployment"]), replica=str(data["replica"]), url=str(data["url"]),
                 pid=int(data.get("pid") or 0), started=started,
                 heartbeat=float(data.get("heartbeat") or started),
                 stats=EngineStats.from_dict(data.get("stats")),
+                urls=_strings(data.get("urls")),
+                frontend_pids=[p for p in data.get("frontend_pids") or () if isinstance(p, int)]
+                if isinstance(data.get("frontend_pids"), list) else [],
                 extra={k: v for k, v in data.items() if k not in known},
             )
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
+
+
+def _strings(value: Any) -> list[str]:
+    """Frontend URLs from a record: a list of strings (trailing slashes dropped), else none."""
+    if not isinstance(value, list) or not all(isinstance(u, str) for u in value):
+        return []
+    return [u.rstrip("/") for u in value]
 
 
 # --- the KV (Ray's internal KV; imported lazily) --------------------------------------------------------

@@ -15,9 +15,10 @@ from typing import Any
 from ray import serve
 from ray.serve.llm import LLMServer
 
-from serve import engine_record
+from serve import engine_record, frontends
 from serve.engine_record import HEARTBEAT_S, EngineRecord
 from serve.engine_stats import attach as attach_engine_stats
+from serve.node_ports import reserve_window
 
 logger = logging.getLogger(__name__)
 
@@ -39,16 +40,27 @@ class QwenLLMServer(LLMServer):
 
     The HTTP app is vLLM's own OpenAI server app over this replica's engine (what Ray Serve LLM's
     ``__serve_build_asgi_app__`` builds), served by uvicorn on the replica's event loop. Its address is
-    published in Ray's internal KV so the router can find every replica of a deployment.
+    published in Ray's internal KV so the router can find every replica of a deployment. With
+    ``engine_frontends: N`` the same app also runs in N processes of its own (``serve.frontends``), published
+    as the record's ``urls``; the router sends streams there.
     """
 
-    async def __init__(self, llm_config: Any, *, deployment_name: str, **kwargs: Any) -> None:  # type: ignore[misc]
+    async def __init__(self, llm_config: Any, *, deployment_name: str, engine_frontends: int = 0,  # type: ignore[misc]
+                       **kwargs: Any) -> None:
         # A replica that replaces a killed one first frees what its predecessor's engine still holds.
         from serve.orphans import reap_orphan_engines
 
         await asyncio.get_running_loop().run_in_executor(None, reap_orphan_engines)
-        await super().__init__(llm_config, **kwargs)
+        self._frontends: frontends.EngineFrontends | None = None
+        self._port_window = reserve_window()  # this engine's own torch.distributed ports (serve/node_ports.py)
+        first_port = self._port_window.first if self._port_window is not None else None
+        with frontends.engine_launch_hook(engine_frontends, first_port) as launched:
+            await super().__init__(llm_config, **kwargs)
         self._deployment_name = deployment_name
+        self._host = os.environ.get("QWEN_SERVE_ENGINE_HOST") or _node_ip()
+        if engine_frontends:
+            self._frontends = await frontends.start_for_replica(
+                self.engine, deployment_name, engine_frontends, launched, self._host)
         self._stats = attach_engine_stats(getattr(self.engine, "_engine_client", None))
         self._http_task: asyncio.Task[None] | None = None
         self._key: bytes | None = None
@@ -59,7 +71,7 @@ class QwenLLMServer(LLMServer):
         import uvicorn
 
         app = await self.__serve_build_asgi_app__()
-        host = os.environ.get("QWEN_SERVE_ENGINE_HOST") or _node_ip()
+        host = self._host
         port = _free_port(host)
         config = uvicorn.Config(
             app, host=host, port=port, log_level="warning", access_log=False,
@@ -78,13 +90,19 @@ class QwenLLMServer(LLMServer):
         self._record = EngineRecord(deployment=self._deployment_name, replica=replica_id, url=self._url,
                                     pid=os.getpid(), started=time.time())
         self._key = self._record.key
+        if self._frontends is not None:
+            self._record.urls = list(self._frontends.urls)
+            self._record.frontend_pids = self._frontends.pids()
         self._publish()
         self._heartbeat = asyncio.get_running_loop().create_task(self._heartbeat_loop())
         logger.info("engine %s replica %s serving on %s", self._deployment_name, replica_id, self._url)
 
     def _publish(self) -> None:
-        if self._stats is not None:
-            self._record.stats = self._stats
+        stats = self._stats
+        if self._frontends is not None:
+            stats = frontends.merge_stats([stats, *self._frontends.stats()])
+        if stats is not None:
+            self._record.stats = stats
         engine_record.publish(self._record)
 
     async def _heartbeat_loop(self) -> None:
@@ -96,7 +114,19 @@ class QwenLLMServer(LLMServer):
             except Exception:  # noqa: BLE001 - the GCS may be briefly unreachable; try again next beat
                 logger.warning("endpoint heartbeat failed for %s", self._deployment_name)
 
+    async def check_health(self) -> None:
+        """The engine's health (Ray Serve LLM) and, with frontends, that every frontend process is alive."""
+        await super().check_health()
+        if self._frontends is not None:
+            self._frontends.check()
+
     async def __del__(self) -> None:
+        fronts = getattr(self, "_frontends", None)
+        if fronts is not None:
+            fronts.shutdown()
+        window = getattr(self, "_port_window", None)
+        if window is not None:
+            window.release()
         beat = getattr(self, "_heartbeat", None)
         if beat is not None:
             beat.cancel()

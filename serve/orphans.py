@@ -17,16 +17,20 @@ import time
 
 logger = logging.getLogger(__name__)
 
+#: Process-name prefixes of what an engine replica owns: vLLM's engine processes and the replica's frontends
+#: (``serve.frontends``; they normally exit with the replica through PR_SET_PDEATHSIG).
+_OWNED = ("VLLM::", "qwen-frontend")
+
 
 def orphan_engine_pids() -> list[int]:
-    """PIDs of ``VLLM::*`` processes of this user whose parent is init (pid 1)."""
+    """PIDs of ``VLLM::*`` and ``qwen-frontend*`` processes of this user whose parent is init (pid 1)."""
     import psutil
 
     uid = os.getuid()
     out = []
     for p in psutil.process_iter(["pid", "ppid", "name", "uids"]):
         try:
-            if p.info["ppid"] == 1 and (p.info["name"] or "").startswith("VLLM::") and p.info["uids"].real == uid:
+            if p.info["ppid"] == 1 and (p.info["name"] or "").startswith(_OWNED) and p.info["uids"].real == uid:
                 out.append(int(p.info["pid"]))
         except (psutil.Error, AttributeError):
             continue

@@ -6,8 +6,9 @@ through the equivalent CLI flags), so any difference measured is the serving pat
 
 Subcommands (run by ``bench/gpu/run.sh`` on the device, and locally to check the plan):
 
-- ``fleet MODEL PATH``: write the fleet YAML of MODEL (``dense`` or ``moe``) to PATH.
-- ``raw-cmd MODEL``: print the raw ``vllm serve`` argv (one shell-quoted line).
+- ``fleet MODEL PATH [--frontends N] [--replicas R]``: write the fleet YAML of MODEL (``dense`` or ``moe``) to
+  PATH; N engine frontend processes per replica (``engine_frontends``), R replicas sharing the GPU.
+- ``raw-cmd MODEL [--api-server-count N]``: print the raw ``vllm serve`` argv (one shell-quoted line).
 - ``summarize DIR``: read DIR's compare/run results, write ``summary.json`` and ``results.md`` into DIR.
 - ``get MODEL name|dir``: the served model name or the model folder name.
 - ``check``: validate both fleets with the project's config models and print the raw commands.
@@ -62,33 +63,57 @@ HBM_TBPS = 4.8
 HBM_MEASURED_TBPS = 4.3
 
 
-def fleet_dict(model: str) -> dict[str, Any]:
-    """The fleet config of one model: one GPU deployment behind the router, direct ingress."""
+#: Replicas of the dense model sharing the one GPU in the start-up measurement (``fleet dense --replicas 4``):
+#: each reserves this share of the GPU and pins its KV cache to a quarter of the pair setting.
+SHARED_GPU_FRACTION = 0.2
+SHARED_KV_BYTES = 8 * GIB
+
+
+def fleet_dict(model: str, frontends: int = 0, replicas: int = 1) -> dict[str, Any]:
+    """The fleet config of one model: one GPU deployment behind the router, direct ingress.
+
+    Args:
+        model: ``dense`` or ``moe``.
+        frontends: ``engine_frontends`` of the deployment (vLLM OpenAI-server processes per replica).
+        replicas: Replicas; more than one share the GPU (:data:`SHARED_GPU_FRACTION` each).
+    """
     m = MODELS[model]
     env = {"VLLM_USE_FLASHINFER_SAMPLER": "0", "VLLM_CACHE_ROOT": os.environ.get("STACK_VLLM_CACHE_ROOT",
                                                                                   "/root/vc-stack")}
+    engine = dict(m["engine"])
+    accelerator: dict[str, Any] = {"type": "gpu", "count": 1}
+    if replicas > 1:
+        accelerator["gpu_fraction"] = SHARED_GPU_FRACTION
+        engine.update(gpu_memory_utilization=SHARED_GPU_FRACTION, kv_cache_memory_bytes=SHARED_KV_BYTES)
+    dep: dict[str, Any] = {
+        "name": m["name"],
+        "model_path": f"{MODELS_DIR}/{m['dir']}",
+        "accelerator": accelerator,
+        "replicas": replicas,
+        # The router admits every stream and lets the engine queue, like raw vLLM does.
+        "max_ongoing_requests": 2048,
+        "engine": engine,
+    }
+    if frontends:
+        dep["engine_frontends"] = frontends
     return {
         "name": "gpu-bench",
         "host": "127.0.0.1",
         "port": STACK_PORT,
-        "deployments": [{
-            "name": m["name"],
-            "model_path": f"{MODELS_DIR}/{m['dir']}",
-            "accelerator": {"type": "gpu", "count": 1},
-            # The router admits every stream and lets the engine queue, like raw vLLM does.
-            "max_ongoing_requests": 2048,
-            "engine": dict(m["engine"]),
-        }],
+        "deployments": [dep],
         "router": {"tasks": {"general": {"candidates": [m["name"]]}}},
-        "ray": {"num_cpus": 16, "env": env},
+        "ray": {"num_cpus": 16 if replicas * (2 + frontends) + 2 <= 16 else replicas * (2 + frontends) + 2,
+                "env": env},
     }
 
 
-def raw_cmd(model: str, port: int = RAW_PORT) -> list[str]:
+def raw_cmd(model: str, port: int = RAW_PORT, api_server_count: int = 1) -> list[str]:
     """``python3 -m vllm.entrypoints.cli.main serve ...`` with the same engine args as the stack."""
     m = MODELS[model]
     cmd = ["python3", "-m", "vllm.entrypoints.cli.main", "serve", f"{MODELS_DIR}/{m['dir']}",
            "--served-model-name", m["name"], "--host", "127.0.0.1", "--port", str(port)]
+    if api_server_count > 1:
+        cmd += ["--api-server-count", str(api_server_count)]
     for key, value in m["engine"].items():
         flag = "--" + key.replace("_", "-")
         if value is True:
@@ -104,12 +129,17 @@ def check() -> int:
     from serve.config import FleetConfig
 
     for model in MODELS:
-        fleet = FleetConfig.from_dict(fleet_dict(model), check_paths=False)
-        spec = fleet.deployments[0]
-        kwargs = spec.engine_kwargs()
-        if kwargs != MODELS[model]["engine"]:
-            raise SystemExit(f"{model}: the stack's engine kwargs differ from raw vLLM's: {kwargs}")
+        for frontends in (0, 4):
+            fleet = FleetConfig.from_dict(fleet_dict(model, frontends), check_paths=False)
+            spec = fleet.deployments[0]
+            kwargs = spec.engine_kwargs()
+            if kwargs != MODELS[model]["engine"]:
+                raise SystemExit(f"{model}: the stack's engine kwargs differ from raw vLLM's: {kwargs}")
+            if spec.engine_frontends != frontends:
+                raise SystemExit(f"{model}: engine_frontends {spec.engine_frontends} != {frontends}")
         sys.stdout.write(f"{model}: fleet ok, engine kwargs {kwargs}\n  raw: {shlex.join(raw_cmd(model))}\n")
+    shared = FleetConfig.from_dict(fleet_dict("dense", 0, replicas=4), check_paths=False).deployments[0]
+    sys.stdout.write(f"dense x4: replicas {shared.replicas}, gpu_fraction {shared.accelerator.gpu_fraction}\n")
     return 0
 
 
@@ -232,9 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("fleet")
     f.add_argument("model", choices=list(MODELS))
     f.add_argument("path")
+    f.add_argument("--frontends", type=int, default=int(os.environ.get("STACK_FRONTENDS", "0")))
+    f.add_argument("--replicas", type=int, default=1)
     r = sub.add_parser("raw-cmd")
     r.add_argument("model", choices=list(MODELS))
     r.add_argument("--port", type=int, default=RAW_PORT)
+    r.add_argument("--api-server-count", type=int, default=1)
     s = sub.add_parser("summarize")
     s.add_argument("dir")
     g = sub.add_parser("get")
@@ -243,9 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("check")
     a = p.parse_args(argv)
     if a.cmd == "fleet":
-        Path(a.path).write_text(yaml.safe_dump(fleet_dict(a.model), sort_keys=False))
+        Path(a.path).write_text(yaml.safe_dump(fleet_dict(a.model, a.frontends, a.replicas), sort_keys=False))
     elif a.cmd == "raw-cmd":
-        sys.stdout.write(shlex.join(raw_cmd(a.model, a.port)) + "\n")
+        sys.stdout.write(shlex.join(raw_cmd(a.model, a.port, a.api_server_count)) + "\n")
     elif a.cmd == "get":
         sys.stdout.write(str(MODELS[a.model][a.key]) + "\n")
     elif a.cmd == "summarize":

@@ -49,6 +49,11 @@ class DeploymentSpec(StrictModel):
         engine: Engine kwargs merged over the variant's preset (vLLM's names; unknown keys are errors).
         lora: LoRA adapters served beside this model.
         replica_routing: How the router picks among this deployment's replicas.
+        engine_frontends: vLLM OpenAI-server processes per replica beside the replica itself (``vllm serve
+            --api-server-count`` for one engine; see ``serve.frontends``). 0 serves the engine's HTTP app inside
+            the Ray replica process; N >= 1 moves it into N processes of their own, the router spreads streams
+            over them. Each adds one logical CPU to the replica's Ray bundle. Use it where one frontend core
+            limits throughput (hundreds of concurrent streams per engine).
         capabilities_override: Replace the inferred capabilities (YAML key ``capabilities``).
     """
 
@@ -66,6 +71,7 @@ class DeploymentSpec(StrictModel):
     engine: dict[str, Any] = Field(default_factory=dict)
     lora: LoraSpec | None = None
     replica_routing: ReplicaRouting = Field(default_factory=LeastLoadedRouting)
+    engine_frontends: int = Field(default=0, ge=0, le=32)
     capabilities_override: Capabilities | None = Field(default=None, alias="capabilities")
 
     model_config = {**StrictModel.model_config, "populate_by_name": True}
@@ -102,6 +108,7 @@ class DeploymentSpec(StrictModel):
         self._check_engine_keys(check_keys=bool(context.get("check_engine_keys", True)))
         self._check_hardware()
         self._check_context()
+        self._check_frontends()
         return self
 
     # ------------------------------------------------------------------ validation steps
@@ -205,6 +212,18 @@ class DeploymentSpec(StrictModel):
                 f"max_model_len={max_len} is longer than {variant.name}'s maximum context "
                 f"({variant.max_context_length} tokens)"
             )
+
+    def _check_frontends(self) -> None:
+        if not self.engine_frontends:
+            return
+        # vLLM mirrors the multimodal processor cache per engine client; with several clients it must be off.
+        cache = self.engine.get("mm_processor_cache_gb")
+        if self.capabilities.vision and cache not in (None, 0, 0.0):
+            raise self._fail(f"engine_frontends={self.engine_frontends} needs engine mm_processor_cache_gb: 0 for a "
+                             f"multimodal model (got {cache}); every frontend is an engine client of its own")
+        dp = int(self.engine_kwargs().get("data_parallel_size", 1))
+        if dp > 1:
+            raise self._fail(f"engine_frontends needs data_parallel_size 1 (got {dp})")
 
     # ------------------------------------------------------------------ derived values
 

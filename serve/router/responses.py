@@ -21,7 +21,10 @@ SNIFF_BYTES = 16384
 
 
 class StoredResponses:
-    """A bounded map: response id -> (deployment, replica) that stores it.
+    """A bounded map: response id -> (deployment, replica, URL) that stores it.
+
+    The URL matters when a replica runs several frontend processes (``engine_frontends``): each keeps its
+    own store, so a follow-up goes to the very process that answered.
 
     Args:
         max_ids: Ids remembered (least recently used are forgotten first).
@@ -29,40 +32,41 @@ class StoredResponses:
 
     def __init__(self, max_ids: int = 100_000) -> None:
         self.max_ids = max_ids
-        self._where: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._where: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
 
-    def remember(self, response_id: str, deployment: str, replica: str) -> None:
+    def remember(self, response_id: str, deployment: str, replica: str, url: str) -> None:
         """Record where a response is stored."""
-        self._where[response_id] = (deployment, replica)
+        self._where[response_id] = (deployment, replica, url)
         self._where.move_to_end(response_id)
         while len(self._where) > self.max_ids:
             self._where.popitem(last=False)
 
-    def where(self, response_id: str) -> tuple[str, str] | None:
-        """``(deployment, replica)`` of a stored response, or None when unknown."""
+    def where(self, response_id: str) -> tuple[str, str, str] | None:
+        """``(deployment, replica, url)`` of a stored response, or None when unknown."""
         found = self._where.get(response_id)
         if found is not None:
             self._where.move_to_end(response_id)
         return found
 
-    def learn(self, data: bytes, deployment: str, replica: str) -> bool:
+    def learn(self, data: bytes, deployment: str, replica: str, url: str) -> bool:
         """Remember the response id found in ``data`` (an answer or the start of a stream)."""
         m = RESPONSE_ID.search(data)
         if m is None:
             return False
-        self.remember(m.group(1).decode(), deployment, replica)
+        self.remember(m.group(1).decode(), deployment, replica, url)
         return True
 
 
 class IdSniffer:
     """Watches the first bytes of a relayed Responses stream for its id (no copy once found)."""
 
-    __slots__ = ("store", "deployment", "replica", "buf", "done")
+    __slots__ = ("store", "deployment", "replica", "url", "buf", "done")
 
-    def __init__(self, store: StoredResponses, deployment: str, replica: str) -> None:
+    def __init__(self, store: StoredResponses, deployment: str, replica: str, url: str) -> None:
         self.store = store
         self.deployment = deployment
         self.replica = replica
+        self.url = url
         self.buf = b""
         self.done = False
 
@@ -71,6 +75,6 @@ class IdSniffer:
         if self.done:
             return
         self.buf += chunk
-        if self.store.learn(self.buf, self.deployment, self.replica) or len(self.buf) > SNIFF_BYTES:
+        if self.store.learn(self.buf, self.deployment, self.replica, self.url) or len(self.buf) > SNIFF_BYTES:
             self.done = True
             self.buf = b""

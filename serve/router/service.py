@@ -84,6 +84,7 @@ class Prepared:
         key: The API key's name (None without admission).
         compat: Legacy fields rewritten for the engine (named in ``x-qwen-compat``).
         replica: The one replica the request must reach (a stored response's), or None.
+        url: With ``replica``: the exact frontend URL that stores the response.
     """
 
     kind: str
@@ -93,6 +94,7 @@ class Prepared:
     key: str | None = None
     compat: list[str] = field(default_factory=list)
     replica: str | None = None
+    url: str | None = None
 
 
 class Lease:
@@ -102,11 +104,13 @@ class Lease:
     :meth:`release`; only the first call counts, so the router's load figures can never drift.
     """
 
-    __slots__ = ("registry", "endpoint", "_held")
+    __slots__ = ("registry", "endpoint", "url", "_held")
 
-    def __init__(self, registry: EndpointRegistry, endpoint: Endpoint) -> None:
+    def __init__(self, registry: EndpointRegistry, endpoint: Endpoint, url: str | None = None) -> None:
         self.registry = registry
         self.endpoint = endpoint
+        #: The base URL the request went to (one of the replica's frontends, or its own app).
+        self.url = url or endpoint.url
         registry.acquire(endpoint)
         self._held = True
 
@@ -214,12 +218,12 @@ class RouterService:
         facts = facts_of(body, kind, request.headers)
         previous = body.get("previous_response_id") if kind == "responses" else None
         if previous:
-            decision, replica = self._pinned(previous, "previous_response_id")
-            return Prepared(kind, body, facts, decision, key, compat, replica)
+            decision, replica, url = self._pinned(previous, "previous_response_id")
+            return Prepared(kind, body, facts, decision, key, compat, replica, url)
         decision = self.decide(facts, body.get("model"), request.headers, check_named=check_named)
         return Prepared(kind, body, facts, decision, key, compat)
 
-    def _pinned(self, response_id: str, param: str | None = None) -> tuple[Decision, str]:
+    def _pinned(self, response_id: str, param: str | None = None) -> tuple[Decision, str, str]:
         """The decision for a follow-up of a stored response: its deployment and replica."""
         where = self.stored.where(response_id)
         if where is None:
@@ -227,9 +231,9 @@ class RouterService:
                 f"Response `{response_id[:64]}` is not known to this router. Stored responses live in the engine "
                 "replica that created them; it may have restarted, or the response was created through another "
                 "router replica.", param=param, code="response_not_found")
-        deployment, replica = where
+        deployment, replica, url = where
         return Decision(task="stored", model=deployment, candidates=[deployment], explicit=True,
-                        reason=f"stored response -> replica {replica}"), replica
+                        reason=f"stored response -> replica {replica}"), replica, url
 
     # --- the request path --------------------------------------------------------------------------
     async def handle(self, request: Request, kind: Kind) -> Response:
@@ -296,14 +300,14 @@ class RouterService:
         try:
             if self.guard is not None:
                 await self.guard.admit(request, b"")
-            decision, replica = self._pinned(response_id)
+            decision, replica, base = self._pinned(response_id)
             ep = next((e for e in self.registry.load(decision.model).endpoints if e.replica == replica), None)
             if ep is None:
                 raise ModelNotFoundError(f"The engine replica that stored response `{response_id[:64]}` is gone.",
                                          code="response_not_found")
-            lease = Lease(self.registry, ep)
+            lease = Lease(self.registry, ep, base)
             try:
-                url = f"{ep.url}/v1/responses/{response_id}" + ("/cancel" if cancel else "")
+                url = f"{base}/v1/responses/{response_id}" + ("/cancel" if cancel else "")
                 if request.url.query:
                     url += "?" + request.url.query
                 method = self.session.post if cancel else self.session.get
@@ -365,7 +369,7 @@ class RouterService:
         mirror = kind == "chat" and self.fleet.router.mirror_reasoning_content
         if body.get("stream"):
             out_headers["cache-control"] = "no-cache"
-            sniffer = IdSniffer(self.stored, ep.deployment, ep.replica) if kind == "responses" else None
+            sniffer = IdSniffer(self.stored, ep.deployment, ep.replica, lease.url) if kind == "responses" else None
             return StreamingResponse(self._relay(lease, resp, decision, t0, deadline, rid, charge,
                                                  ReasoningMirror() if mirror else None, sniffer,
                                                  anthropic=kind == "messages"),
@@ -384,7 +388,7 @@ class RouterService:
         if charge is not None:
             charge.settle_body(data)
         if kind == "responses":
-            self.stored.learn(data[:SNIFF_HEAD], ep.deployment, ep.replica)
+            self.stored.learn(data[:SNIFF_HEAD], ep.deployment, ep.replica, lease.url)
         if mirror:
             data = mirror_reasoning_body(data)
         elapsed = time.perf_counter() - t0
@@ -416,9 +420,9 @@ class RouterService:
                 payload = orjson.dumps({**p.body, "model": decision.model})
                 continue
             self.metrics.replica_choices.labels(self.metrics.model_label(ep.deployment), outcome).inc()
-            lease = Lease(self.registry, ep)
+            lease = Lease(self.registry, ep, p.url if p.replica is not None else ep.target())
             try:
-                resp = await self.session.post(ep.url + PATHS[p.kind], data=payload, headers=headers)
+                resp = await self.session.post(lease.url + PATHS[p.kind], data=payload, headers=headers)
                 return lease, resp, outcome
             except BaseException as exc:
                 lease.release()

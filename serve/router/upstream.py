@@ -39,7 +39,11 @@ DOWN_COOLOFF_S = 5.0
 
 @dataclass
 class Endpoint:
-    """One engine replica's HTTP endpoint and the router's view of its load."""
+    """One engine replica's HTTP endpoint and the router's view of its load.
+
+    ``urls`` are the replica's frontend processes (``engine_frontends``; empty when the replica serves its
+    engine itself at ``url``): :meth:`target` rotates requests over them.
+    """
 
     deployment: str
     replica: str
@@ -49,6 +53,13 @@ class Endpoint:
     failures: int = 0
     down_until: float = 0.0
     stats: EngineStats | None = None
+    urls: tuple[str, ...] = ()
+
+    def target(self) -> str:
+        """Base URL for the next request: the replica's frontends in turn, else its own ``url``."""
+        if not self.urls:
+            return self.url
+        return self.urls[self.served % len(self.urls)]
 
     @property
     def healthy(self) -> bool:
@@ -81,6 +92,8 @@ class EndpointRegistry(abc.ABC):
         self._deployments: dict[str, DeploymentLoad] = {}
         #: Engine statistics per ``(deployment, replica)`` from the latest fetch (registries that have them).
         self._stats: dict[tuple[str, str], EngineStats] = {}
+        #: Frontend URLs per ``(deployment, replica)`` from the latest fetch (replicas with engine frontends).
+        self._frontends: dict[tuple[str, str], tuple[str, ...]] = {}
 
     @abc.abstractmethod
     async def _fetch(self) -> Mapping[str, Mapping[str, str]]:
@@ -95,6 +108,7 @@ class EndpointRegistry(abc.ABC):
             load.endpoints = [known.get((rid, url)) or Endpoint(name, rid, url) for rid, url in replicas.items()]
             for ep in load.endpoints:
                 ep.stats = self._stats.get((name, ep.replica))
+                ep.urls = self._frontends.get((name, ep.replica), ())
         for name in set(self._deployments) - set(current):
             self._deployments[name].endpoints = []
 
@@ -137,7 +151,7 @@ class EndpointRegistry(abc.ABC):
         """Endpoint table for ``/v1/status``-style introspection."""
         return {
             name: [
-                {"replica": e.replica, "url": e.url, "ongoing": e.ongoing, "served": e.served,
+                {"replica": e.replica, "url": e.url, "urls": list(e.urls), "ongoing": e.ongoing, "served": e.served,
                  "healthy": e.healthy, "failures": e.failures,
                  "engine": None if e.stats is None else {**e.stats.to_dict(), "hit_rate": e.stats.hit_rate}}
                 for e in load.endpoints
@@ -161,20 +175,24 @@ class RayKVRegistry(EndpointRegistry):
     """Endpoints published by engine replicas in Ray's internal KV (``serve.engine_server``)."""
 
     async def _fetch(self) -> Mapping[str, Mapping[str, str]]:
-        urls, self._stats = await asyncio.get_running_loop().run_in_executor(None, _read_kv)
+        urls, self._stats, self._frontends = await asyncio.get_running_loop().run_in_executor(None, _read_kv)
         return urls
 
 
-def _read_kv() -> tuple[dict[str, dict[str, str]], dict[tuple[str, str], EngineStats]]:
+def _read_kv() -> tuple[dict[str, dict[str, str]], dict[tuple[str, str], EngineStats],
+                        dict[tuple[str, str], tuple[str, ...]]]:
     from serve.engine_record import read_records
 
     out: dict[str, dict[str, str]] = {}
     stats: dict[tuple[str, str], EngineStats] = {}
+    fronts: dict[tuple[str, str], tuple[str, ...]] = {}
     for rec in read_records():
         out.setdefault(rec.deployment, {})[rec.replica] = rec.url
         if rec.stats is not None:
             stats[rec.deployment, rec.replica] = rec.stats
-    return out, stats
+        if rec.urls:
+            fronts[rec.deployment, rec.replica] = tuple(rec.urls)
+    return out, stats, fronts
 
 
 class RegistryRefresher:

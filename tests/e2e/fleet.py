@@ -21,6 +21,8 @@ TPM_LIMIT = 1000
 #: The first candidate of the code task, admitting only a few requests so the spill-over test saturates it.
 SMALL = "qwen-coder"
 SMALL_MAX_ONGOING = 4
+#: ``SMALL`` also serves through vLLM OpenAI-server processes of its own beside its replica (engine_frontends).
+FRONTENDS = 2
 #: The overload test's deployment admits max_ongoing + max_queued (2x) = 24 at once, so a burst overflows it
 #: reliably even on 2 busy cores, and what it admits finishes quickly.
 BUSY = "qwen3-general"
@@ -38,13 +40,14 @@ def e2e_fleet(keys_file: str | Path | None = None) -> dict[str, Any]:
     for dep in data["deployments"]:
         if dep["name"] == SMALL:
             dep["max_ongoing_requests"] = SMALL_MAX_ONGOING
+            dep["engine_frontends"] = FRONTENDS
         if dep["name"] == BUSY:
             dep["max_ongoing_requests"] = BUSY_MAX_ONGOING
         if dep["name"] == TWO_REPLICAS:
             dep["replicas"] = 2
             dep["replica_routing"] = dict(AFFINITY)
     # Each engine replica holds 2 logical CPUs (its actor and its engine bundle), the router one more.
-    data["ray"]["num_cpus"] = 2 * sum(d.get("replicas", 1) for d in data["deployments"]) + 2
+    data["ray"]["num_cpus"] = 2 * sum(d.get("replicas", 1) for d in data["deployments"]) + 2 + FRONTENDS
     security = {**data.get("security", {}), "require_api_key": True,
                 "api_keys_env": "QWEN_SERVE_API_KEYS", "metrics_public": True}
     if keys_file is not None:
