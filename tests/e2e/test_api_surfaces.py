@@ -22,7 +22,8 @@ def test_responses_auto_non_streamed_then_retrieved(client: Any) -> None:
     raw = client.responses.with_raw_response.create(model="auto", input=CODE, max_output_tokens=6)
     assert raw.headers["x-qwen-task"] == "code" and raw.headers["x-qwen-model"] == "qwen-coder"
     resp = raw.parse()
-    assert resp.id.startswith("resp_") and resp.status == "completed"
+    # random weights rarely stop on their own: the budget ends the answer ("incomplete", max_output_tokens)
+    assert resp.id.startswith("resp_") and resp.status in ("completed", "incomplete")
     assert resp.usage is not None and 0 < resp.usage.output_tokens <= 6 and resp.usage.input_tokens > 0
     got = client.responses.with_raw_response.retrieve(resp.id)
     assert got.parse().id == resp.id and got.headers["x-qwen-replica"] == raw.headers["x-qwen-replica"]
