@@ -10,14 +10,14 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from serve.catalog import Capabilities, UnknownVariantError, Variant, load_catalog
-from serve.catalog.models import QuantMethod
+from serve.catalog.models import POOLING_RUNNERS, QuantMethod, Runner
 from serve.config.engine_keys import GPU_ONLY_KEYS, PARALLEL_KEYS, allowed_engine_keys
 from serve.config.paths import expand_path, looks_local
 from serve.config.specs import NAME_PATTERN, Accelerator, Autoscaling, LoraSpec, ReplicaRouting, StrictModel
 
 logger = logging.getLogger(__name__)
 
-TinyArch = Literal["qwen2", "qwen3", "qwen3_moe", "qwen2_5_vl"]
+TinyArch = Literal["qwen2", "qwen3", "qwen3_moe", "qwen2_5_vl", "qwen3_embedding", "qwen3_reranker"]
 
 _QWEN3_PARSERS: dict[str, Any] = {
     "reasoning_parser": "qwen3",
@@ -43,6 +43,14 @@ TINY_TASKS: dict[str, list[str]] = {
     "qwen2": ["general", "code"],
     "qwen2_5_vl": ["vision", "general"],
 }
+#: What the tiny pooling models serve, and the catalog variant whose vLLM pooling settings they take.
+TINY_RUNNERS: dict[str, tuple[Runner, str]] = {
+    "qwen3_embedding": ("embed", "qwen3-embedding-0.6b"),
+    "qwen3_reranker": ("score", "qwen3-reranker-0.6b"),
+}
+#: Engine kwargs of a model given only by path whose ``runner`` says it is an embedding or score model.
+_POOLING_ENGINE: dict[str, dict[str, Any]] = {"embed": {"runner": "pooling", "convert": "embed"},
+                                              "score": {"runner": "pooling"}}
 DEFAULT_MAX_NUM_SEQS = {"gpu": 256, "cpu": 64}
 _BF16_NAMES = {"bfloat16", "bf16"}
 
@@ -66,6 +74,10 @@ class DeploymentSpec(StrictModel):
         engine: Engine kwargs merged over the variant's preset (vLLM's names; unknown keys are errors).
         lora: LoRA adapters served beside this model.
         replica_routing: How the router picks among this deployment's replicas.
+        runner: What the model serves: ``generate`` (chat and completions), ``embed`` (embeddings, and scores
+            by cosine) or ``score`` (a reranker or cross-encoder: score, rerank, classify). None: the variant's,
+            or the tiny architecture's, else ``generate``. The router sends each endpoint only to deployments
+            whose runner serves it.
         capabilities_override: Replace the inferred capabilities (YAML key ``capabilities``).
     """
 
@@ -83,6 +95,7 @@ class DeploymentSpec(StrictModel):
     engine: dict[str, Any] = Field(default_factory=dict)
     lora: LoraSpec | None = None
     replica_routing: ReplicaRouting = Field(default_factory=ReplicaRouting)
+    runner: Runner | None = None
     capabilities_override: Capabilities | None = Field(default=None, alias="capabilities")
 
     model_config = {**StrictModel.model_config, "populate_by_name": True}
@@ -115,6 +128,7 @@ class DeploymentSpec(StrictModel):
         # re-validates a config whose local paths exist only where the engines run.
         context = info.context or {}
         self._check_source(check_paths=bool(context.get("check_paths", True)))
+        self._check_runner()
         self._check_variant_options()
         self._check_engine_keys()
         self._check_hardware()
@@ -140,6 +154,15 @@ class DeploymentSpec(StrictModel):
                 raise self._fail(f"model_path: {exc}") from None
             if check_paths and not self.tiny and looks_local(path) and not Path(path).is_dir():
                 raise self._fail(f"model_path {path} does not exist (download the model there, or use a hub id)")
+
+    def _check_runner(self) -> None:
+        variant = self.resolved_variant()
+        implied = variant.runner if variant is not None else TINY_RUNNERS.get(self.tiny or "", (None, ""))[0]
+        if self.runner is not None and implied is not None and self.runner != implied:
+            source = f"variant {variant.name}" if variant is not None else f"tiny: {self.tiny}"
+            raise self._fail(f"runner {self.runner!r} contradicts {source}, which is a {implied!r} model")
+        if self.resolved_runner in POOLING_RUNNERS and self.lora is not None:
+            raise self._fail(f"LoRA adapters need a generate model; this is a {self.resolved_runner!r} model")
 
     def _check_variant_options(self) -> None:
         for option in ("preset", "quantization"):
@@ -249,8 +272,13 @@ class DeploymentSpec(StrictModel):
         variant = self.resolved_variant()
         if variant is not None:
             kwargs = variant.engine.to_engine_kwargs()
+        elif self.tiny in TINY_RUNNERS:
+            preset = load_catalog().get(TINY_RUNNERS[self.tiny][1]).engine.to_engine_kwargs()
+            kwargs = {k: v for k, v in preset.items() if k != "max_model_len"}
         else:
             kwargs = dict(TINY_ENGINE.get(self.tiny or "", {}))
+            if self.runner in POOLING_RUNNERS:
+                kwargs = dict(_POOLING_ENGINE[self.runner])
         if variant is not None and self.preset:
             kwargs.update(variant.preset(self.preset).engine)
         quant = self.resolved_quantization()
@@ -273,8 +301,21 @@ class DeploymentSpec(StrictModel):
         return TINY_CAPABILITIES.get(self.tiny or "", Capabilities())
 
     @property
+    def resolved_runner(self) -> Runner:
+        """What the model serves: ``runner``, else the variant's, else the tiny architecture's, else generate."""
+        if self.runner is not None:
+            return self.runner
+        variant = self.resolved_variant()
+        if variant is not None:
+            return variant.runner
+        return TINY_RUNNERS[self.tiny][0] if self.tiny in TINY_RUNNERS else "generate"
+
+    @property
     def tasks(self) -> list[str]:
-        """Tasks this deployment suits (variant's, else inferred from ``tiny``, else general)."""
+        """Tasks this deployment suits (variant's, else inferred from ``tiny``, else general; none for an
+        embedding or score model)."""
+        if self.resolved_runner in POOLING_RUNNERS:
+            return []
         variant = self.resolved_variant()
         if variant is not None:
             return list(variant.tasks)
