@@ -78,6 +78,13 @@ class QwenLLMServer(LLMServer):
         self._record = EngineRecord(deployment=self._deployment_name, replica=replica_id, url=self._url,
                                     pid=os.getpid(), started=time.time())
         self._key = self._record.key
+        # hook(apisurface): run-time LoRA adapters are loaded before the endpoint is published (serve/lora_runtime.py)
+        from serve.lora_runtime import replica_adapters
+
+        self._adapters = replica_adapters(dict(self._llm_config.engine_kwargs), self._deployment_name, replica_id,
+                                          self._url)
+        if self._adapters is not None:
+            await self._adapters.sync()
         self._publish()
         self._heartbeat = asyncio.get_running_loop().create_task(self._heartbeat_loop())
         logger.info("engine %s replica %s serving on %s", self._deployment_name, replica_id, self._url)
@@ -92,6 +99,8 @@ class QwenLLMServer(LLMServer):
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             try:
+                if self._adapters is not None:  # hook(apisurface): catch run-time LoRA loads/unloads missed
+                    await self._adapters.sync()
                 await asyncio.get_running_loop().run_in_executor(None, self._publish)
             except Exception:  # noqa: BLE001 - the GCS may be briefly unreachable; try again next beat
                 logger.warning("endpoint heartbeat failed for %s", self._deployment_name)
@@ -100,6 +109,9 @@ class QwenLLMServer(LLMServer):
         beat = getattr(self, "_heartbeat", None)
         if beat is not None:
             beat.cancel()
+        adapters = getattr(self, "_adapters", None)  # hook(apisurface)
+        if adapters is not None:
+            await adapters.close()
         key = getattr(self, "_key", None)  # None when __init__ failed before registering
         if key is not None:
             try:

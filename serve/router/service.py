@@ -22,6 +22,7 @@ from starlette.responses import Response, StreamingResponse
 
 from serve.router.compat import ReasoningMirror, mirror_reasoning_body, upgrade_legacy_fields
 from serve.router.defaults import apply_task_defaults
+from serve.router.endpoints import POOLING_PATHS, PoolingPath
 from serve.router.metrics import RouterMetrics
 from serve.router.policy import Decision, RoutingPolicy
 from serve.router.protocol import (
@@ -38,10 +39,11 @@ from serve.security.usage import TokenCharge
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["chat", "completions", "tokenize", "detokenize"]
+# hook(apisurface): the pooling paths (serve/router/pooling.py) are dispatch kinds relayed to the same path.
+Kind = Literal["chat", "completions", "tokenize", "detokenize"] | PoolingPath
 T = TypeVar("T")
 PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions",
-                         "tokenize": "/tokenize", "detokenize": "/detokenize"}
+                         "tokenize": "/tokenize", "detokenize": "/detokenize", **{p: p for p in POOLING_PATHS}}
 _CONNECT_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ServerTimeoutError, ConnectionError)
 
 
@@ -75,6 +77,8 @@ class RouterService:
         self.session: aiohttp.ClientSession | None = None
         self.limits = fleet.security.limits
         self.draining = False
+        # hook(apisurface): run-time LoRA adapters (serve/router/adapters.py); None when no deployment has them.
+        self.adapters: Any = None
         from serve.router.replicas import make_policy
 
         self.replica_policies = {
@@ -250,8 +254,10 @@ class RouterService:
         """Open the upstream request, failing over to another replica or candidate on connect errors."""
         assert self.session is not None
         tried: list[Endpoint] = []
+        # hook(apisurface): a run-time adapter goes only to replicas that confirmed loading it.
+        blocked = self.adapters.blocked(decision) if self.adapters is not None else []
         for _ in range(4):
-            ep, outcome = self.registry.pick(decision.model, exclude=tried,
+            ep, outcome = self.registry.pick(decision.model, exclude=[*tried, *blocked],
                                              policy=self.replica_policies.get(decision.model), body=body,
                                              headers=request_headers)
             if ep is None:
