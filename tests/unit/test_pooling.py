@@ -264,3 +264,14 @@ async def test_wrong_method_is_405_naming_it(router: Any) -> None:
     c, _ = router
     e = err(await c.get("/v1/embeddings"), 405)
     assert "GET" in e["message"] and "/v1/embeddings" in e["message"]
+
+
+async def test_hostile_pooling_cases_never_get_a_5xx_from_the_router(router: Any) -> None:
+    """The chaos bench's pooling cases over FAKE engines: the router's own answers are never 5xx (the e2e
+    test sends the same cases to the real engines)."""
+    from bench.chaos.hostile import pooling_cases
+
+    c, _ = router
+    for name, path, raw in pooling_cases():
+        r = await c.post(path, content=raw, headers={"content-type": "application/json"})
+        assert r.status_code < 500, (name, r.status_code, r.text[:200])
