@@ -71,7 +71,18 @@ class ReplicaAdapters:
         self._session: aiohttp.ClientSession | None = None
 
     async def sync(self) -> set[str]:
-        """Load the missing wanted adapters, unload unwanted run-time ones, publish the loaded set."""
+        """Load the missing wanted adapters, unload unwanted run-time ones, publish the loaded set.
+
+        Never raises: a failure is logged and the last loaded set kept, so the replica's heartbeat (which calls
+        this first) goes on, and the router only routes an adapter to replicas that confirmed it.
+        """
+        try:
+            return await self._sync()
+        except Exception:  # noqa: BLE001 - the engine app or the KV may be briefly unreachable; retry next beat
+            logger.warning("run-time adapter sync failed on replica %s of %s", self.replica, self.deployment)
+            return self.loaded
+
+    async def _sync(self) -> set[str]:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
         loop = asyncio.get_running_loop()

@@ -220,3 +220,10 @@ def test_replica_adapters_only_with_runtime_lora(monkeypatch: pytest.MonkeyPatch
     keeper = replica_adapters(kwargs, "g", "r", "http://x")
     assert keeper is not None and keeper.static == {"sql"}
     assert replica_adapters({}, "g", "r", "http://x") is None
+
+
+async def test_replica_sync_never_raises() -> None:
+    keeper = ReplicaAdapters(BASE, "r", "http://127.0.0.1:9", static=set(), store=MemoryAdapterStore())
+    keeper.loaded = {"kept"}
+    assert await keeper.sync() == {"kept"}  # engine unreachable: logged, last known set kept
+    await keeper.close()
