@@ -65,6 +65,7 @@ class FakeServerSettings(BaseModel):
         default=False, description="count prompt tokens with the Qwen tokenizer"
     )
     seed: int = Field(default=0, description="seed for error injection")
+    embedding_dim: int = Field(default=128, ge=1, description="length of the FAKE embeddings")
 
 
 def _error(status: int, message: str, err_type: str) -> JSONResponse:
@@ -139,6 +140,8 @@ class FakeEngine:
         self.s = settings
         self.rng = random.Random(settings.seed)
         self._tok: Any = None
+        #: LoRA adapter ids loaded at run time (loadtest.fake_pooling); accepted as ``model``.
+        self.adapters: set[str] = set()
 
     def _prompt_tokens(self, body: dict[str, Any], chat: bool) -> int:
         if not self.s.exact_prompt_tokens:
@@ -166,7 +169,8 @@ class FakeEngine:
         if not chat and "prompt" not in body:
             return _error(400, "'prompt' is required", "BadRequestError")
         model = body.get("model")
-        if model not in (*self.s.models, "auto", None) and model not in self.s.task_models.values():
+        if (model not in (*self.s.models, *self.adapters, "auto", None)
+                and model not in self.s.task_models.values()):
             return _error(404, f"The model `{model}` does not exist.", "NotFoundError")
         mt = body.get("max_completion_tokens") or body.get("max_tokens")
         if mt is not None and (int(mt) < 1 or int(mt) > self.s.max_model_len):
@@ -300,7 +304,8 @@ def create_app(
 
     Returns:
         A FastAPI app serving ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``, ``/tokenize``,
-        ``/detokenize`` (FAKE counts: words, or the Qwen tokenizer with ``exact_prompt_tokens``), ``/health``.
+        ``/detokenize`` (FAKE counts: words, or the Qwen tokenizer with ``exact_prompt_tokens``), ``/health``,
+        and the FAKE pooling and LoRA endpoints of :mod:`loadtest.fake_pooling`.
     """
     s = settings or FakeServerSettings(ttft_s=ttft_s, tokens_per_s=tokens_per_s, **kwargs)
     engine = FakeEngine(s)
@@ -330,7 +335,13 @@ def create_app(
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         data = [{"id": m, "object": "model", "owned_by": "fake"} for m in s.models]
+        data += [{"id": a, "object": "model", "owned_by": "fake", "parent": a.partition(":")[0]}
+                 for a in sorted(engine.adapters)]
         return {"object": "list", "data": data}
+
+    from loadtest.fake_pooling import add_pooling_routes
+
+    add_pooling_routes(app, s.models, engine.adapters, s.embedding_dim)
 
     @app.get("/health")
     async def health() -> Response:

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-TinyArch = Literal["qwen2", "qwen3", "qwen3_moe", "qwen2_5_vl"]
+TinyArch = Literal["qwen2", "qwen3", "qwen3_moe", "qwen2_5_vl", "qwen3_embedding", "qwen3_reranker"]
 
 _QWEN3_PARSERS: dict[str, Any] = {
     "reasoning_parser": "qwen3",
@@ -34,7 +34,11 @@ class TinyKit:
         tools: It has a tool-call parser.
         thinking: It supports Qwen3 thinking.
         vision: It accepts images and videos.
-        tasks: Tasks it suits, best first.
+        tasks: Tasks it suits, best first (none for embedding and score models).
+        runner: What it serves: ``generate`` (chat), ``embed`` (embeddings) or ``score`` (rerank, score).
+        pooling_variant: For embedding and score models: the catalog variant whose vLLM pooling settings
+            (runner, convert, pooler config, overrides) it takes.
+        hf_head: Suffix of its ``transformers`` model class (``ForCausalLM``, ``Model`` for an embedder).
     """
 
     hf_class: str
@@ -43,6 +47,9 @@ class TinyKit:
     thinking: bool = False
     vision: bool = False
     tasks: tuple[str, ...] = ("general",)
+    runner: str = "generate"
+    pooling_variant: str | None = None
+    hf_head: str = "ForCausalLM"
 
 
 TINY: dict[str, TinyKit] = {
@@ -53,7 +60,12 @@ TINY: dict[str, TinyKit] = {
     "qwen3_moe": TinyKit("Qwen3Moe", dict(_QWEN3_PARSERS), tools=True, thinking=True,
                          tasks=("reasoning", "general", "math", "code")),
     "qwen2_5_vl": TinyKit("Qwen2_5_VL", {"limit_mm_per_prompt": {"image": 4, "video": 1}}, vision=True,
-                          tasks=("vision", "general")),
+                          tasks=("vision", "general"), hf_head="ForConditionalGeneration"),
+    # Pooling models: a Qwen3 decoder without lm_head (sentence-transformers pooling files beside it), and a
+    # Qwen3 causal LM scored as a reranker (vLLM reads the "yes"/"no" logits).
+    "qwen3_embedding": TinyKit("Qwen3", tasks=(), runner="embed", pooling_variant="qwen3-embedding-0.6b",
+                               hf_head="Model"),
+    "qwen3_reranker": TinyKit("Qwen3", tasks=(), runner="score", pooling_variant="qwen3-reranker-0.6b"),
 }
 #: The tiny architectures, in build order.
 TINY_ARCHS: tuple[str, ...] = tuple(TINY)

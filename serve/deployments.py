@@ -92,6 +92,9 @@ def build_llm_config(spec: DeploymentSpec, fleet: FleetConfig | None = None) -> 
         engine.setdefault("max_loras", spec.lora.max_loras)
         # Static adapters, served as `<deployment>:<adapter>` by the replica's own vLLM app (serve/lora.py).
         engine.setdefault("lora_modules", lora_modules(spec.name, spec.lora.adapters))
+        if spec.lora.runtime:
+            # vLLM serves /v1/load_lora_adapter only with this set (serve/router/adapters.py calls it).
+            env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
     if env:
         kwargs["runtime_env"] = {"env_vars": env}
     return LLMConfig(

@@ -93,6 +93,13 @@ class QwenLLMServer(LLMServer):
         if self._frontends is not None:
             self._record.urls = list(self._frontends.urls)
             self._record.frontend_pids = self._frontends.pids()
+        # Run-time LoRA adapters are loaded before the endpoint is published (serve/lora_runtime.py)
+        from serve.lora_runtime import replica_adapters
+
+        self._adapters = replica_adapters(dict(self._llm_config.engine_kwargs), self._deployment_name, replica_id,
+                                          self._url)
+        if self._adapters is not None:
+            await self._adapters.sync()
         self._publish()
         self._heartbeat = asyncio.get_running_loop().create_task(self._heartbeat_loop())
         logger.info("engine %s replica %s serving on %s", self._deployment_name, replica_id, self._url)
@@ -110,6 +117,8 @@ class QwenLLMServer(LLMServer):
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             try:
+                if self._adapters is not None:  # hook(apisurface): catch run-time LoRA loads/unloads missed
+                    await self._adapters.sync()
                 await asyncio.get_running_loop().run_in_executor(None, self._publish)
             except Exception:  # noqa: BLE001 - the GCS may be briefly unreachable; try again next beat
                 logger.warning("endpoint heartbeat failed for %s", self._deployment_name)
@@ -130,6 +139,9 @@ class QwenLLMServer(LLMServer):
         beat = getattr(self, "_heartbeat", None)
         if beat is not None:
             beat.cancel()
+        adapters = getattr(self, "_adapters", None)  # hook(apisurface)
+        if adapters is not None:
+            await adapters.close()
         key = getattr(self, "_key", None)  # None when __init__ failed before registering
         if key is not None:
             try:

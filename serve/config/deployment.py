@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from serve.catalog import Capabilities, UnknownVariantError, Variant, load_catalog
-from serve.catalog.models import QuantMethod
+from serve.catalog.models import POOLING_RUNNERS, QuantMethod, Runner
 from serve.config.engine_keys import GPU_ONLY_KEYS, PARALLEL_KEYS, allowed_engine_keys
 from serve.config.paths import expand_path, looks_local
 from serve.config.specs import (
@@ -26,6 +26,9 @@ from serve.demokit import TINY, TinyArch
 
 logger = logging.getLogger(__name__)
 
+#: Engine kwargs of a model given only by path whose ``runner`` says it is an embedding or score model.
+_POOLING_ENGINE: dict[str, dict[str, Any]] = {"embed": {"runner": "pooling", "convert": "embed"},
+                                              "score": {"runner": "pooling"}}
 DEFAULT_MAX_NUM_SEQS = {"gpu": 256, "cpu": 64}
 _BF16_NAMES = {"bfloat16", "bf16"}
 
@@ -54,6 +57,10 @@ class DeploymentSpec(StrictModel):
             the Ray replica process; N >= 1 moves it into N processes of their own, the router spreads streams
             over them. Each adds one logical CPU to the replica's Ray bundle. Use it where one frontend core
             limits throughput (hundreds of concurrent streams per engine).
+        runner: What the model serves: ``generate`` (chat and completions), ``embed`` (embeddings, and scores
+            by cosine) or ``score`` (a reranker or cross-encoder: score, rerank, classify). None: the variant's,
+            or the tiny architecture's, else ``generate``. The router sends each endpoint only to deployments
+            whose runner serves it.
         capabilities_override: Replace the inferred capabilities (YAML key ``capabilities``).
     """
 
@@ -72,6 +79,7 @@ class DeploymentSpec(StrictModel):
     lora: LoraSpec | None = None
     replica_routing: ReplicaRouting = Field(default_factory=LeastLoadedRouting)
     engine_frontends: int = Field(default=0, ge=0, le=32)
+    runner: Runner | None = None
     capabilities_override: Capabilities | None = Field(default=None, alias="capabilities")
 
     model_config = {**StrictModel.model_config, "populate_by_name": True}
@@ -104,6 +112,7 @@ class DeploymentSpec(StrictModel):
         # re-validates a config whose local paths exist only where the engines run.
         context = info.context or {}
         self._check_source(check_paths=bool(context.get("check_paths", True)))
+        self._check_runner()
         self._check_variant_options()
         self._check_engine_keys(check_keys=bool(context.get("check_engine_keys", True)))
         self._check_hardware()
@@ -130,6 +139,16 @@ class DeploymentSpec(StrictModel):
                 raise self._fail(f"model_path: {exc}") from None
             if check_paths and not self.tiny and looks_local(path) and not Path(path).is_dir():
                 raise self._fail(f"model_path {path} does not exist (download the model there, or use a hub id)")
+
+    def _check_runner(self) -> None:
+        variant = self.resolved_variant()
+        kit = TINY.get(self.tiny or "")
+        implied = variant.runner if variant is not None else (kit.runner if kit and kit.pooling_variant else None)
+        if self.runner is not None and implied is not None and self.runner != implied:
+            source = f"variant {variant.name}" if variant is not None else f"tiny: {self.tiny}"
+            raise self._fail(f"runner {self.runner!r} contradicts {source}, which is a {implied!r} model")
+        if self.resolved_runner in POOLING_RUNNERS and self.lora is not None:
+            raise self._fail(f"LoRA adapters need a generate model; this is a {self.resolved_runner!r} model")
 
     def _check_variant_options(self) -> None:
         for option in ("preset", "quantization"):
@@ -252,8 +271,13 @@ class DeploymentSpec(StrictModel):
         variant = self.resolved_variant()
         if variant is not None:
             kwargs = variant.engine.to_engine_kwargs()
+        elif self.tiny and (pooling := TINY[self.tiny].pooling_variant):
+            preset = load_catalog().get(pooling).engine.to_engine_kwargs()
+            kwargs = {k: v for k, v in preset.items() if k != "max_model_len"}
         else:
             kwargs = dict(TINY[self.tiny].engine) if self.tiny else {}
+            if self.runner in POOLING_RUNNERS:
+                kwargs = dict(_POOLING_ENGINE[self.runner])
         if variant is not None and self.preset:
             kwargs.update(variant.preset(self.preset).engine)
         quant = self.resolved_quantization()
@@ -277,8 +301,21 @@ class DeploymentSpec(StrictModel):
         return Capabilities(tools=kit.tools, thinking=kit.thinking, vision=kit.vision) if kit else Capabilities()
 
     @property
+    def resolved_runner(self) -> Runner:
+        """What the model serves: ``runner``, else the variant's, else the tiny architecture's, else generate."""
+        if self.runner is not None:
+            return self.runner
+        variant = self.resolved_variant()
+        if variant is not None:
+            return variant.runner
+        return TINY[self.tiny].runner if self.tiny else "generate"  # type: ignore[return-value]
+
+    @property
     def tasks(self) -> list[str]:
-        """Tasks this deployment suits (variant's, else inferred from ``tiny``, else general)."""
+        """Tasks this deployment suits (variant's, else inferred from ``tiny``, else general; none for an
+        embedding or score model)."""
+        if self.resolved_runner in POOLING_RUNNERS:
+            return []
         variant = self.resolved_variant()
         if variant is not None:
             return list(variant.tasks)

@@ -72,25 +72,32 @@ class FleetConfig(StrictModel):
         A text task no deployment specialises in falls back to the general-purpose ones; vision stays empty.
         """
         tasks = dict(self.router.tasks)
+        generative = [d.name for d in self.deployments if d.resolved_runner == "generate"]
         for task in TASKS:
             if task in tasks:
                 continue
             candidates = self._suited(task)
             if not candidates and task != "vision":
-                candidates = self._suited("general") or [d.name for d in self.deployments]
+                candidates = self._suited("general") or generative
             tasks[task] = TaskPolicy(candidates=candidates)
         # Bypass validate_assignment's re-validation of the whole router: the values are already models.
         object.__setattr__(self.router, "tasks", tasks)
 
     def _check_router(self, names: set[str]) -> None:
         router = self.router
+        runners = {d.name: d.resolved_runner for d in self.deployments}
+        generative = any(r == "generate" for r in runners.values())
         for task, policy in router.tasks.items():
             missing = [c for c in policy.candidates if c not in names]
             if missing:
                 raise ValueError(
                     f"router.tasks.{task}: candidate(s) {missing} are not deployments; known: {sorted(names)}"
                 )
-            if not policy.candidates and task != "vision":
+            pooling = [f"{c} ({runners[c]})" for c in policy.candidates if runners[c] != "generate"]
+            if pooling:
+                raise ValueError(f"router.tasks.{task}: {', '.join(pooling)} cannot serve chat or completions; "
+                                 "embedding and score models are reached by endpoint (/v1/embeddings, /rerank)")
+            if not policy.candidates and task != "vision" and generative:
                 raise ValueError(f"router.tasks.{task}: no candidates (only `vision` may be empty)")
         if router.default_task not in router.tasks:
             raise ValueError(f"router.default_task {router.default_task!r} is not a task; tasks: {sorted(router.tasks)}")

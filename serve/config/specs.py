@@ -100,12 +100,15 @@ class LoraSpec(StrictModel):
         adapters: Adapter name -> local directory (holding ``adapter_config.json``).
         max_loras: Adapters resident at once.
         max_lora_rank: Largest adapter rank accepted.
+        runtime: Accept adapters loaded and unloaded at run time through the router's admin endpoints
+            (``POST /v1/load_lora_adapter``); sets ``VLLM_ALLOW_RUNTIME_LORA_UPDATING`` in the engines.
     """
 
     tiny: bool = False  # declared before ``adapters``: its validator reads it
     adapters: dict[str, str] = Field(default_factory=dict)
     max_loras: int = Field(default=4, ge=1)
     max_lora_rank: int = Field(default=16, ge=1)
+    runtime: bool = Field(default=False, description="Accept adapters loaded at run time (admin endpoint).")
 
     @field_validator("adapters")
     @classmethod
@@ -279,6 +282,8 @@ class InputLimits(StrictModel):
         max_stop_sequences: Most stop strings (4, as the OpenAI API and vLLM's OpenAI server allow).
         request_timeout_s: Whole-request timeout.
         max_request_timeout_s: Cap of the per-request ``x-request-timeout`` header (seconds).
+        max_pooling_inputs: Most texts in one embeddings or pooling request, and most documents in one score
+            or rerank request (OpenAI's embeddings API takes up to 2048 inputs).
     """
 
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
@@ -289,6 +294,8 @@ class InputLimits(StrictModel):
     request_timeout_s: float = Field(default=600.0, gt=0)
     max_request_timeout_s: float = Field(default=600.0, gt=0,
                                          description="Cap of the per-request x-request-timeout header.")
+    max_pooling_inputs: int = Field(default=2048, ge=1,
+                                    description="Most inputs (embeddings) or documents (score, rerank) per request.")
 
 
 class SecuritySpec(StrictModel):
@@ -301,10 +308,16 @@ class SecuritySpec(StrictModel):
         metrics_public: Serve ``/metrics`` without a key.
         rate_limit: Per-key rate limits.
         limits: Input limits.
+        admin_keys_env: Environment variable holding comma-separated admin keys (``secret`` or
+            ``name:secret``), accepted by the admin endpoints (run-time LoRA, drain) from other hosts; the
+            admin endpoints always accept localhost. Admin keys are not API keys and vice versa.
+        admin_keys_file: File with one admin key per line.
     """
 
     api_keys_env: str | None = None
     api_keys_file: str | None = None
+    admin_keys_env: str | None = Field(default=None, description="Env var with the admin keys (comma-separated).")
+    admin_keys_file: str | None = Field(default=None, description="File with one admin key per line.")
     require_api_key: bool = False
     metrics_public: bool = True
     rate_limit: RateLimitSpec = Field(default_factory=RateLimitSpec)

@@ -25,8 +25,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.errors import InvalidRequestError, ModelNotFoundError, RouterError, error_response_for
+from serve.router.adapters import register_adapter_routes
+from serve.router.endpoints import unknown_path_error
 from serve.router.metrics import RouterMetrics
 from serve.router.policy import DeploymentChooser
+from serve.router.pooling import register_pooling_routes
 from serve.router.protocol import ErrorResponse
 from serve.router.seams import Admission, TaskClassifier
 from serve.router.service import RouterService
@@ -154,6 +157,9 @@ def create_app(
     app.add_middleware(RequestIdMiddleware, echo_header=echo_request_id)
     _install_error_handlers(app)
     _install_routes(app, service)
+    # hook(apisurface): pooling endpoints and run-time LoRA admin (serve/router/pooling.py, adapters.py)
+    register_pooling_routes(app, service)
+    register_adapter_routes(app, service)
     return app
 
 
@@ -176,6 +182,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         err = RouterError(str(exc.detail) if exc.status_code < 500 else "Internal server error",
                           status=exc.status_code, code=str(exc.status_code))
         err.err_type = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        if exc.status_code in (404, 405) and exc.detail in ("Not Found", "Method Not Allowed"):
+            # an unknown path or method gets a message naming it (serve/router/endpoints.py)
+            allow = (exc.headers or {}).get("allow")
+            err = unknown_path_error(request.method, request.url.path, exc.status_code, allow)
         return error_response_for(request.url.path, err, _rid(request))
 
     @app.exception_handler(Exception)

@@ -81,6 +81,10 @@ class DeploymentChooser:
         self.ctx = {d.name: int(d.context_length) for d in fleet.deployments}
         self.limits = {d.name: (int(d.effective_max_ongoing_requests), int(d.effective_max_queued_requests))
                        for d in fleet.deployments}
+        # hook(apisurface): what each deployment serves (generate / embed / score); chat needs generate.
+        self.runners = {d.name: d.resolved_runner for d in fleet.deployments}
+        # hook(apisurface): run-time LoRA adapters (serve/router/adapters.py), set by the app when enabled.
+        self.runtime_adapters: Any = None
 
     # --- capacity ---------------------------------------------------------------------------------
     def capacity(self, name: str) -> tuple[int, int]:
@@ -108,6 +112,8 @@ class DeploymentChooser:
     def incapable(self, name: str, facts: RequestFacts) -> str | None:
         """Why deployment ``name`` cannot serve the request (a short closed-set reason), or None."""
         caps = self.caps[name]
+        if self.runners[name] != "generate":  # embedding/score models never chat
+            return "not_generative"
         if facts.vision and not caps.vision:
             return "no_vision"
         if facts.tools and not caps.tools:
@@ -163,6 +169,8 @@ class DeploymentChooser:
             lora = self.specs[base].lora
             if lora is not None and adapter in lora.adapters:
                 return base, adapter, None
+            if self.runtime_adapters is not None and self.runtime_adapters.listed(base, adapter):  # hook(apisurface)
+                return base, adapter, None
         raise ModelNotFoundError(
             f"The model `{model}` does not exist. Use one of: {', '.join(self.model_ids())}.",
             param="model", code="model_not_found",
@@ -174,6 +182,8 @@ class DeploymentChooser:
         for name, spec in self.specs.items():
             if spec.lora is not None:
                 ids.extend(f"{name}:{a}" for a in spec.lora.adapters)
+        if self.runtime_adapters is not None:  # hook(apisurface)
+            ids.extend(i for i in self.runtime_adapters.model_ids() if i not in ids)
         ids.extend(a for a in self.fleet.router.aliases if a not in ids)
         return ids
 
@@ -254,6 +264,9 @@ def _param_of_needs(facts: RequestFacts) -> str:
 
 
 def _explain_incapable(why: str, name: str, spec: DeploymentSpec) -> str:
+    if why == "not_generative":
+        return (f"Model `{name}` is an embedding or score model (runner {spec.resolved_runner}); it serves "
+                "/v1/embeddings, /pooling, /score and /rerank, not chat or completions.")
     if why == "no_vision":
         return f"Model `{name}` does not accept images; send them to a vision model (Qwen2.5-VL)."
     if why == "no_tools":

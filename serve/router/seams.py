@@ -35,6 +35,9 @@ class Admission(Protocol):
     def charge(self, key: str, body: Mapping[str, Any], request_id: str = "") -> TokenCharge | None:
         """Charge a request's estimated tokens to the key (None when the key has no token limit)."""
 
+    def charge_tokens(self, key: str, tokens: int, prompt_tokens: int, request_id: str = "") -> TokenCharge | None:
+        """Charge an estimate the caller made (e.g. an embeddings request's inputs) to the key."""
+
     def rate_headers(self, key: str) -> dict[str, str]:
         """The key's ``x-ratelimit-*`` headers."""
 

@@ -34,6 +34,7 @@ from serve.errors import (
 )
 from serve.router.compat import ReasoningMirror, mirror_reasoning_body, upgrade_legacy_fields
 from serve.router.defaults import apply_task_defaults
+from serve.router.endpoints import POOLING_PATHS, PoolingPath
 from serve.router.facts import RequestFacts, facts_of
 from serve.router.metrics import RouterMetrics
 from serve.router.policy import Decision, DeploymentChooser
@@ -49,13 +50,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["chat", "completions", "responses", "messages", "tokenize", "detokenize", "count_tokens"]
+Kind = Literal["chat", "completions", "responses", "messages", "tokenize", "detokenize", "count_tokens"] | PoolingPath
 T = TypeVar("T")
 #: The engine path each request kind is relayed to (vLLM's own OpenAI and Anthropic endpoints).
 PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions",
                          "responses": "/v1/responses", "messages": "/v1/messages",
                          "tokenize": "/tokenize", "detokenize": "/detokenize",
-                         "count_tokens": "/v1/messages/count_tokens"}
+                         "count_tokens": "/v1/messages/count_tokens",
+                         # embeddings, pooling, classify, score, rerank: relayed to the path of the same name
+                         **{p: p for p in POOLING_PATHS}}
 #: Kinds that generate (token charges and draining refusals apply).
 GENERATE: frozenset[str] = frozenset({"chat", "completions", "responses", "messages"})
 #: Kinds whose body the per-task defaults (system prompt, sampling, thinking) know how to shape.
@@ -146,6 +149,10 @@ class RouterService:
         self.draining = False
         self.pickers: dict[str, ReplicaPicker] = {d.name: make_picker(d.replica_routing) for d in fleet.deployments}
         self.stored = StoredResponses()
+        #: Run-time LoRA adapters (``serve.router.adapters``), None when no deployment allows them.
+        self.adapters: Any = None
+        #: Chooses the deployment of embeddings / score / rerank requests (``serve.router.pooling``).
+        self.pooling: Any = None
 
     # --- decide (shared with /v1/route) -----------------------------------------------------------
     def decide(self, facts: RequestFacts, model: Any, headers: Mapping[str, str],
@@ -201,7 +208,7 @@ class RouterService:
         Raises:
             RouterError: Any refusal (draining 503, 401, 413, 429, 400, 404, 503).
         """
-        if self.draining and kind in GENERATE:
+        if self.draining and (kind in GENERATE or kind in POOLING_PATHS):
             raise OverloadedError("The server is shutting down; retry on another instance.",
                                   code="draining", retry_after=5.0)
         raw = await request.body()
@@ -216,6 +223,8 @@ class RouterService:
             if compat:
                 self.metrics.count_compat(compat)
         facts = facts_of(body, kind, request.headers)
+        if kind in POOLING_PATHS and self.pooling is not None:
+            return Prepared(kind, body, facts, self.pooling.decide(body, kind), key, compat)
         previous = body.get("previous_response_id") if kind == "responses" else None
         if previous:
             decision, replica, url = self._pinned(previous, "previous_response_id")
@@ -402,6 +411,8 @@ class RouterService:
         assert self.session is not None
         decision = p.decision
         tried: list[Endpoint] = []
+        # A run-time adapter goes only to replicas that confirmed loading it.
+        blocked = self.adapters.blocked(decision) if self.adapters is not None else []
         for _ in range(4):
             if p.replica is not None:  # a stored response's follow-up: that replica or nothing
                 ep = next((e for e in self.registry.load(decision.model).endpoints
@@ -411,7 +422,7 @@ class RouterService:
                                              param="previous_response_id", code="response_not_found")
                 outcome = "stored"
             else:
-                ep, outcome = self.registry.pick_replica(decision.model, p.facts, exclude=tried,
+                ep, outcome = self.registry.pick_replica(decision.model, p.facts, exclude=[*tried, *blocked],
                                                          picker=self.pickers.get(decision.model))
             if ep is None:
                 if decision.explicit or not self._spill_after_failure(decision, p.facts):

@@ -269,7 +269,11 @@ def validate_request(body: dict[str, Any], kind: str, limits: Any) -> None:
     Raises:
         InvalidRequestError: The first problem found, naming its parameter.
     """
-    if kind in ("tokenize", "detokenize"):
+    if kind.startswith("/"):  # embeddings, pooling, classify, score, rerank
+        from serve.router.pooling import validate_pooling_body
+
+        validate_pooling_body(body, kind, limits)
+    elif kind in ("tokenize", "detokenize"):
         validate_token_body(body, kind, limits)
     elif kind == "responses":
         validate_responses(body, limits)

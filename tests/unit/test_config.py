@@ -312,7 +312,9 @@ def test_every_profile_loads_and_round_trips(name: str) -> None:
 
 def test_demo_profile(tmp_path: Path) -> None:
     cfg = load_profile("demo")
-    assert [d.name for d in cfg.deployments] == ["qwen3-general", "qwen-coder", "qwen3-moe"]
+    assert [d.name for d in cfg.deployments] == ["qwen3-general", "qwen-coder", "qwen3-moe", "qwen3-embedding"]
+    emb = cfg.deployment("qwen3-embedding")
+    assert emb.resolved_runner == "embed" and emb.engine_kwargs()["convert"] == "embed"
     general = cfg.deployment("qwen3-general")
     assert general.model_source == str(tmp_path / "tiny" / "qwen3-general")
     assert general.engine_kwargs() == {"reasoning_parser": "qwen3", "tool_call_parser": "hermes",
@@ -327,6 +329,7 @@ def test_demo_profile(tmp_path: Path) -> None:
     assert cfg.router.aliases == {"auto": None, "qwen-code": "code", "qwen-math": "math", "qwen-reasoning": "reasoning",
                                   "qwen-sql": "qwen3-general:tiny-sql"}
     assert general.lora is not None and general.lora.tiny and "tiny-sql" in general.lora.adapters
+    assert general.lora.runtime
 
 
 def test_demo_profile_default_models_dir(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -465,3 +468,68 @@ def test_json_schema_is_self_contained_and_validates_profiles() -> None:
     bad["deployments"][0]["replica"] = 2
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+
+
+# ---------------------------------------------------------------- embedding / score models, run-time LoRA
+
+
+def test_embedding_deployment_runner_and_engine_kwargs() -> None:
+    cfg = FleetConfig.from_dict(fleet(dep(), dep("emb", tiny="qwen3_embedding")))
+    emb = cfg.deployment("emb")
+    assert emb.resolved_runner == "embed" and emb.tasks == []
+    assert emb.engine_kwargs() == {"runner": "pooling", "convert": "embed",
+                                   "pooler_config": {"pooling_type": "LAST", "use_activation": True}}
+    assert "emb" not in cfg.router.tasks["general"].candidates  # filled candidates are generate models only
+    assert cfg.deployment("m").resolved_runner == "generate"
+
+
+def test_reranker_variant_and_tiny_reranker() -> None:
+    cfg = FleetConfig.from_dict(fleet(dep(), dep("rr", tiny="qwen3_reranker"),
+                                      {"name": "rr8", "variant": "Qwen/Qwen3-Reranker-8B"}), check_paths=False)
+    tiny = cfg.deployment("rr").engine_kwargs()
+    assert cfg.deployment("rr").resolved_runner == cfg.deployment("rr8").resolved_runner == "score"
+    assert tiny["hf_overrides"]["is_original_qwen3_reranker"] is True and "<Document>" in tiny["chat_template"]
+    assert cfg.deployment("rr8").engine_kwargs()["max_model_len"] == 32768
+
+
+def test_explicit_runner_for_a_local_model() -> None:
+    cfg = FleetConfig.from_dict(fleet(dep(), {"name": "e", "model_path": "org/some-embedder", "runner": "embed"}))
+    assert cfg.deployment("e").engine_kwargs() == {"runner": "pooling", "convert": "embed"}
+
+
+def test_runner_contradicting_the_variant_is_refused() -> None:
+    msg = error_of(fleet({"name": "e", "variant": "qwen3-embedding-0.6b", "runner": "generate"}))
+    assert "deployments[e]: deployment 'e': runner 'generate' contradicts variant qwen3-embedding-0.6b" in msg
+
+
+def test_embedding_model_as_chat_candidate_is_refused() -> None:
+    data = fleet(dep(), dep("emb", tiny="qwen3_embedding"), router={"tasks": {"general": {"candidates": ["m", "emb"]}}})
+    msg = error_of(data)
+    assert "router.tasks.general: emb (embed) cannot serve chat or completions" in msg
+
+
+def test_lora_on_an_embedding_model_is_refused() -> None:
+    msg = error_of(fleet(dep(), dep("emb", tiny="qwen3_embedding", lora={"adapters": {}})))
+    assert "LoRA adapters need a generate model; this is a 'embed' model" in msg
+
+
+def test_embedding_only_fleet_is_valid() -> None:
+    cfg = FleetConfig.from_dict(fleet(dep("emb", tiny="qwen3_embedding")))
+    assert all(not p.candidates for p in cfg.router.tasks.values())
+
+
+def test_runtime_lora_sets_the_engine_env() -> None:
+    from serve.deployments import build_llm_config
+
+    cfg = FleetConfig.from_dict(fleet(dep(lora={"runtime": True})))
+    assert cfg.deployments[0].lora is not None and cfg.deployments[0].lora.runtime
+    llm = build_llm_config(cfg.deployments[0], cfg)
+    assert llm.runtime_env["env_vars"]["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    assert llm.engine_kwargs["enable_lora"] is True
+
+
+def test_admin_keys_and_pooling_limit_fields() -> None:
+    cfg = FleetConfig.from_dict(fleet(security={"admin_keys_env": "ADMIN", "limits": {"max_pooling_inputs": 16}}))
+    assert cfg.security.admin_keys_env == "ADMIN" and cfg.security.limits.max_pooling_inputs == 16
+    msg = error_of(fleet(security={"limits": {"max_pooling_inputs": 0}}))
+    assert "security.limits.max_pooling_inputs" in msg

@@ -70,3 +70,26 @@ def test_vl_model_generates_from_an_image_in_transformers(vl_dir: Path) -> None:
     out = model.generate(**ids, pixel_values=images["pixel_values"], image_grid_thw=grid, max_new_tokens=3,
                          do_sample=False)
     assert out.shape[1] == ids["input_ids"].shape[1] + 3
+
+
+def test_tiny_embedding_is_laid_out_like_qwen3_embedding(tmp_path: Path) -> None:
+    """Decoder weights without lm_head, the causal-LM name in config.json, last-token pooling + normalisation."""
+    from safetensors import safe_open
+
+    out = build_tiny_model("qwen3_embedding", tmp_path / "emb")
+    assert is_built(out)
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["Qwen3ForCausalLM"] and config["head_dim"] == 64
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert "embed_tokens.weight" in keys and not any(k.startswith("lm_head") for k in keys)
+    modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((out / "modules.json").read_text())]
+    assert modules == ["Transformer", "Pooling", "Normalize"]
+    pooling = json.loads((out / "1_Pooling" / "config.json").read_text())
+    assert pooling["pooling_mode_lasttoken"] and pooling["word_embedding_dimension"] == config["hidden_size"]
+
+
+def test_tiny_reranker_is_a_qwen3_causal_lm(tmp_path: Path) -> None:
+    out = build_tiny_model("qwen3_reranker", tmp_path / "rr")
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["Qwen3ForCausalLM"] and config["model_type"] == "qwen3"
