@@ -96,6 +96,8 @@ class EngineRecord:
         started: Wall time the replica registered.
         heartbeat: Wall time of the latest refresh.
         stats: The engine's latest figures (None when the engine reports none).
+        draining: The replica is being removed: routers stop sending it new requests (it finishes the
+            in-flight ones, then withdraws the record).
         extra: Fields this version does not know (kept, so newer replicas and older routers get along).
     """
 
@@ -106,6 +108,7 @@ class EngineRecord:
     started: float = 0.0
     heartbeat: float = 0.0
     stats: EngineStats | None = None
+    draining: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -123,6 +126,8 @@ class EngineRecord:
         data: dict[str, Any] = {**self.extra, "url": self.url, "deployment": self.deployment,
                                 "replica": self.replica, "pid": self.pid, "started": self.started,
                                 "heartbeat": self.heartbeat}
+        if self.draining:
+            data["draining"] = True
         if self.stats is not None:
             data["stats"] = self.stats.to_dict()
         return json.dumps(data).encode()
@@ -132,13 +137,13 @@ class EngineRecord:
         """Parse a KV value (None when it is not a valid record)."""
         try:
             data = json.loads(raw)
-            known = {"url", "deployment", "replica", "pid", "started", "heartbeat", "stats"}
+            known = {"url", "deployment", "replica", "pid", "started", "heartbeat", "stats", "draining"}
             started = float(data.get("started") or 0.0)
             return cls(
                 deployment=str(data["deployment"]), replica=str(data["replica"]), url=str(data["url"]),
                 pid=int(data.get("pid") or 0), started=started,
                 heartbeat=float(data.get("heartbeat") or started),
-                stats=EngineStats.from_dict(data.get("stats")),
+                stats=EngineStats.from_dict(data.get("stats")), draining=data.get("draining") is True,
                 extra={k: v for k, v in data.items() if k not in known},
             )
         except (ValueError, TypeError, KeyError, AttributeError):

@@ -75,6 +75,12 @@ class RouterService:
         self.session: aiohttp.ClientSession | None = None
         self.limits = fleet.security.limits
         self.draining = False
+        # HOOK(autoscale): scale from zero (serve.router.coldstart) and the engine secret header
+        # (serve.security.engine_secret); create_app sets the waker and the header.
+        from serve.router.coldstart import ColdStart
+
+        self.coldstart = ColdStart(fleet, registry, metrics)
+        self.engine_headers: dict[str, str] = {}
         from serve.router.replicas import make_policy
 
         self.replica_policies = {
@@ -136,7 +142,7 @@ class RouterService:
             compat = upgrade_legacy_fields(body)
             if compat:
                 self.metrics.count_compat(compat)
-            decision = self.decide(body, request.headers)
+            decision = self.coldstart.decide(self, body, request.headers)  # HOOK(autoscale): scaled to zero
             task, model = decision.task, decision.model
             if decision.spilled:
                 self.metrics.spillovers.labels(decision.spilled).inc()
@@ -150,7 +156,8 @@ class RouterService:
             logger.info("request_id=%s kind=%s task=%s model=%s prompt_hash=%s prompt_bytes=%d stream=%s "
                         "defaults=%s", rid, kind, task, model, h, n, bool(body.get("stream")), ",".join(applied))
             try:
-                response = await self.dispatch(request, body, decision, kind, t0, charge)
+                # HOOK(autoscale): holds the request while its deployment scales from zero, else self.dispatch
+                response = await self.coldstart.dispatch(self, request, body, decision, kind, t0, charge)
                 if self.guard is not None and key is not None:
                     response.headers.update(self.guard.rate_headers(key))
                 if compat:
@@ -181,9 +188,10 @@ class RouterService:
                 await self.guard.admit(request, raw)
             body = parse_body(raw)
             validate_token_body(body, kind, self.limits)
-            decision = self.decide(body, request.headers, check_explicit=False)
+            # HOOK(autoscale): a deployment scaled to zero holds the request (serve.router.coldstart)
+            decision = self.coldstart.decide(self, body, request.headers, check_explicit=False)
             body["model"] = decision.engine_model
-            return await self.dispatch(request, body, decision, kind, t0)
+            return await self.coldstart.dispatch(self, request, body, decision, kind, t0)
         except RouterError as exc:
             self.metrics.reject(_reject_reason(exc))
             raise
@@ -197,7 +205,7 @@ class RouterService:
         assert self.session is not None, "router not started"
         payload = orjson.dumps(body)
         rid: str = request.state.request_id
-        headers = {"content-type": "application/json", "x-request-id": rid}
+        headers = {"content-type": "application/json", "x-request-id": rid, **self.engine_headers}  # HOOK(autoscale)
         deadline = time.monotonic() + request_timeout(request.headers, self.limits)
         connect = self._connect(decision, kind, payload, headers, body, request.headers)
         try:  # a non-streamed answer only has headers when done: watch deadline and disconnect meanwhile
