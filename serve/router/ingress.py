@@ -59,6 +59,7 @@ class RouterIngress:
         # Requests reach the engines over their private HTTP endpoints (serve.engine_record). The handles
         # serve one purpose: asking Serve for a replica of a deployment scaled to zero (serve.router.coldstart).
         self._engines = dict(engines or {})
+        self._wake_handles: dict[str, DeploymentHandle] = {}
 
     async def __serve_build_asgi_app__(self) -> Any:
         from serve.router.app import create_app
@@ -77,7 +78,11 @@ class RouterIngress:
         """Ask Serve for a replica of deployment ``name``: a call queued on its handle is demand to Serve's
         autoscaler (at zero replicas the handle reports it to the controller at once); returns when a replica
         answered."""
-        handle = self._engines.get(name)
+        handle = self._wake_handles.get(name)
         if handle is None:
-            return None
-        return await handle.options(method_name="wake").remote()
+            engine = self._engines.get(name)
+            if engine is None:
+                return None
+            # Cached: each .options() copy is a handle with its own router and metrics pusher.
+            handle = self._wake_handles[name] = engine.options(method_name="wake")
+        return await handle.remote()
