@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import socket
@@ -103,7 +104,10 @@ async def _one(client: Any, phase: str, run: Run, max_tokens: int, i: int) -> No
             model=NAME, messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}], max_tokens=max_tokens,
             stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
         rec.replica = raw.headers.get("x-qwen-replica", "")
-        async for chunk in await raw.parse():
+        stream = raw.parse()  # an AsyncStream (awaitable in some openai releases)
+        if inspect.isawaitable(stream):
+            stream = await stream
+        async for chunk in stream:
             if rec.ttft is None and chunk.choices:
                 rec.ttft = time.monotonic() - rec.start
             if chunk.usage is not None:
@@ -112,6 +116,7 @@ async def _one(client: Any, phase: str, run: Run, max_tokens: int, i: int) -> No
     except Exception as exc:  # noqa: BLE001 - every failure is counted
         rec.error = repr(exc)[:200]
         rec.end = time.monotonic()
+        await asyncio.sleep(1.0)  # a failing client must not turn into a request storm
 
 
 async def _sampler(url: str, run: Run, t0: float, stop: asyncio.Event) -> None:

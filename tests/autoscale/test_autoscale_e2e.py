@@ -12,6 +12,7 @@ starts. Times are printed (and belong in ``bench/autoscale``), never asserted.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import socket
 import subprocess
@@ -188,12 +189,16 @@ def test_load_step_scales_1_to_2_and_back_without_failures(stack: dict[str, Any]
         try:
             raw = await client.chat.completions.with_raw_response.create(**chat(stream=True, max_tokens=32))
             replica = raw.headers.get("x-qwen-replica", "?")
-            async for _ in await raw.parse():
+            stream = raw.parse()  # an AsyncStream (awaitable in some openai releases)
+            if inspect.isawaitable(stream):
+                stream = await stream
+            async for _ in stream:
                 pass
             result["ok"] += 1
             result["replicas_seen"].setdefault(replica, time.monotonic())
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and asserted on
             result["failed"].append(repr(exc)[:200])
+            await asyncio.sleep(1.0)  # a failing client must not turn into a request storm
 
     async def streams(n: int, stop: asyncio.Event) -> None:
         async def loop() -> None:
