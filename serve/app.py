@@ -34,6 +34,8 @@ def build_application(fleet: FleetConfig) -> Application:
     from serve.deployments import build_engine_deployment
     from serve.router.ingress import RouterIngress
 
+    if fleet.security.engine_auth:
+        _ensure_engine_secret()
     engines = {spec.name: build_engine_deployment(spec, fleet) for spec in fleet.deployments}
     router = serve.deployment(
         RouterIngress,
@@ -48,6 +50,20 @@ def build_application(fleet: FleetConfig) -> Application:
         health_check_period_s=5,
     )
     return router.bind(fleet.model_dump(mode="json"), engines)  # type: ignore[attr-defined]
+
+
+def _ensure_engine_secret() -> None:
+    """Make sure the fleet start has an engine secret (env, else Ray's KV, else a new one in the KV)."""
+    import ray
+
+    from serve.security import engine_secret
+
+    if engine_secret.from_env() is not None:
+        return
+    if not ray.is_initialized():
+        logger.warning("Ray is not initialised: the engine secret is made when the application is deployed")
+        return
+    engine_secret.ensure()
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -90,6 +90,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the deployments, their replicas and readiness."""
     from serve import stack
+    from serve.autoscale.report import deployment_summary
 
     url = args.url or stack.load_state()["url"]
     code, ready = stack.http_json(url + "/ready")
@@ -102,7 +103,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     print(f"{url}: {'READY' if code == 200 else 'NOT READY'}")  # noqa: T201
     for name, eps in (snap or {}).get("endpoints", {}).items():
-        print(f"  {name}: {len(eps)} replica(s)")  # noqa: T201
+        print(f"  {name}: {deployment_summary(name, eps, snap or {})}")  # noqa: T201  # HOOK(autoscale)
         for e in eps:
             print(f"    {e['replica']} {e['url']} ongoing={e['ongoing']} served={e['served']} "  # noqa: T201
                   f"healthy={e['healthy']}{_engine_figures(e.get('engine'))}")

@@ -24,6 +24,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
+#: Import path of the engine deployments' autoscaling policy (Serve imports and pickles it).
+POLICY_IMPORT_PATH = "serve.autoscale.policy:QwenAutoscalingPolicy"
+#: Seconds between a replica's load reports to Serve's controller.
+METRIC_PUSH_INTERVAL_S = 1.0
+#: Seconds Serve waits beyond a deployment's drain_timeout_s before it kills a replica being removed.
+DRAIN_MARGIN_S = 10.0
+
 # Engine keys that only make sense on GPUs; dropped for CPU deployments.
 _GPU_ONLY_KEYS = ("gpu_memory_utilization", "enable_expert_parallel", "data_parallel_size")
 
@@ -52,18 +59,15 @@ def build_llm_config(spec: DeploymentSpec, fleet: FleetConfig | None = None) -> 
         "max_ongoing_requests": spec.effective_max_ongoing_requests,
         "health_check_period_s": 10,
         "health_check_timeout_s": 30,
-        "graceful_shutdown_timeout_s": 30,
+        # A replica chosen for removal withdraws from the routers and finishes its in-flight requests within
+        # drain_timeout_s (QwenLLMServer.__del__); Serve kills it only after this.
+        "graceful_shutdown_timeout_s": spec.drain_timeout_s + DRAIN_MARGIN_S,
+        "autoscaling_config": autoscaling_config(spec),
     }
-    if spec.autoscaling is not None:
-        deployment["autoscaling_config"] = {
-            "min_replicas": spec.autoscaling.min_replicas,
-            "max_replicas": spec.autoscaling.max_replicas,
-            "target_ongoing_requests": spec.autoscaling.target_ongoing_requests,
-        }
-    else:
-        deployment["autoscaling_config"] = {"min_replicas": spec.replicas, "max_replicas": spec.replicas}
     kwargs: dict[str, Any] = {}
     env = dict(fleet.ray.env) if fleet is not None else {}
+    # Replicas push their load to Serve's controller every second (Serve's default is 10 s).
+    env.setdefault("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S", str(METRIC_PUSH_INTERVAL_S))
     if spec.accelerator.type == "cpu":
         for key in _GPU_ONLY_KEYS:
             engine.pop(key, None)
@@ -108,6 +112,37 @@ def build_llm_config(spec: DeploymentSpec, fleet: FleetConfig | None = None) -> 
     )
 
 
+def autoscaling_config(spec: DeploymentSpec) -> dict[str, Any]:
+    """Ray Serve ``autoscaling_config`` of a deployment: bounds, delays and the engine-load policy.
+
+    Fixed replica counts are ``min = max``. Autoscaled deployments use
+    :class:`serve.autoscale.policy.QwenAutoscalingPolicy` on the signal the fleet names.
+    """
+    auto = spec.autoscaling
+    if auto is None:
+        return {"min_replicas": spec.replicas, "max_replicas": spec.replicas}
+    config: dict[str, Any] = {
+        "min_replicas": auto.min_replicas,
+        "max_replicas": auto.max_replicas,
+        "target_ongoing_requests": auto.effective_target if auto.signal == "ongoing" else auto.target_ongoing_requests,
+        "upscale_delay_s": auto.upscale_delay_s,
+        "downscale_delay_s": auto.downscale_delay_s,
+        "look_back_period_s": auto.look_back_period_s,
+        # How often a handle records its queue (the router's wake calls), within the look-back window.
+        "metrics_interval_s": min(METRIC_PUSH_INTERVAL_S, auto.look_back_period_s / 2),
+        "policy": {
+            "policy_function": POLICY_IMPORT_PATH,
+            "policy_kwargs": {"deployment": spec.name, "signal": auto.signal, "target": auto.effective_target,
+                              "replica_capacity": spec.effective_max_ongoing_requests},
+        },
+    }
+    if auto.initial_replicas is not None:
+        config["initial_replicas"] = auto.initial_replicas
+    if auto.downscale_to_zero_delay_s is not None:
+        config["downscale_to_zero_delay_s"] = auto.downscale_to_zero_delay_s
+    return config
+
+
 def _ray_accelerator_type(gpu_type: str) -> str:
     # Ray's accelerator names: H100, A100-80G, A100-40G, L4, A10G, T4, L40S; H200 has none of its own in
     # some Ray releases, so it is left to the resources the cluster advertises.
@@ -131,7 +166,9 @@ def build_engine_deployment(spec: DeploymentSpec, fleet: FleetConfig | None = No
     return build_llm_deployment(
         llm_config,
         name_prefix="engine-",
-        bind_kwargs={"deployment_name": spec.name, "engine_frontends": spec.engine_frontends},
+        bind_kwargs={"deployment_name": spec.name, "engine_frontends": spec.engine_frontends,
+                     "drain_timeout_s": spec.drain_timeout_s,
+                     "engine_auth": fleet.security.engine_auth if fleet is not None else True},
         deployment_cls=_llm_server_cls(),
     )
 

@@ -99,6 +99,8 @@ class EngineRecord:
         urls: The replica's frontend processes (``engine_frontends``), each serving vLLM's OpenAI app as
             a client of the same engine; the router spreads requests over them (empty: use ``url``).
         frontend_pids: Their process ids (orphan clean-up).
+        draining: The replica is being removed: routers stop sending it new requests (it finishes the
+            in-flight ones, then withdraws the record).
         extra: Fields this version does not know (kept, so newer replicas and older routers get along).
     """
 
@@ -111,6 +113,7 @@ class EngineRecord:
     stats: EngineStats | None = None
     urls: list[str] = field(default_factory=list)
     frontend_pids: list[int] = field(default_factory=list)
+    draining: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -128,6 +131,8 @@ class EngineRecord:
         data: dict[str, Any] = {**self.extra, "url": self.url, "deployment": self.deployment,
                                 "replica": self.replica, "pid": self.pid, "started": self.started,
                                 "heartbeat": self.heartbeat}
+        if self.draining:
+            data["draining"] = True
         if self.stats is not None:
             data["stats"] = self.stats.to_dict()
         if self.urls:
@@ -140,13 +145,14 @@ class EngineRecord:
         """Parse a KV value (None when it is not a valid record)."""
         try:
             data = json.loads(raw)
-            known = {"url", "deployment", "replica", "pid", "started", "heartbeat", "stats", "urls", "frontend_pids"}
+            known = {"url", "deployment", "replica", "pid", "started", "heartbeat", "stats", "urls", "frontend_pids",
+                     "draining"}
             started = float(data.get("started") or 0.0)
             return cls(
                 deployment=str(data["deployment"]), replica=str(data["replica"]), url=str(data["url"]),
                 pid=int(data.get("pid") or 0), started=started,
                 heartbeat=float(data.get("heartbeat") or started),
-                stats=EngineStats.from_dict(data.get("stats")),
+                stats=EngineStats.from_dict(data.get("stats")), draining=data.get("draining") is True,
                 urls=_strings(data.get("urls")),
                 frontend_pids=[p for p in data.get("frontend_pids") or () if isinstance(p, int)]
                 if isinstance(data.get("frontend_pids"), list) else [],

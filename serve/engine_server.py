@@ -1,5 +1,15 @@
 """The engine replica: Ray Serve LLM's LLMServer plus a private HTTP endpoint for the router's byte relay.
 
+Besides serving, each replica takes part in Ray Serve's control plane:
+
+- it reports its load to Serve's autoscaler (:meth:`QwenLLMServer.record_autoscaling_stats`, read by
+  ``serve.autoscale.policy``);
+- :meth:`QwenLLMServer.wake` is what the router calls through the deployment's handle to ask Serve for a
+  replica of a deployment scaled to zero (a request queued on a handle is demand to Serve's autoscaler);
+- when Serve removes it (downscale), :meth:`QwenLLMServer.__del__` marks its record ``draining`` so routers
+  stop picking it, waits for its in-flight requests, then withdraws the record;
+- its HTTP app answers only requests carrying the fleet's engine secret (``serve.engine_gate``).
+
 Imported only inside Ray workers and builders (it imports Ray Serve LLM, which imports vLLM).
 """
 
@@ -16,11 +26,17 @@ from ray import serve
 from ray.serve.llm import LLMServer
 
 from serve import engine_record, frontends
+from serve.autoscale.policy import KV_USAGE, ONGOING, RUNNING, WAITING
+from serve.engine_gate import EngineGate, InflightCounter
 from serve.engine_record import HEARTBEAT_S, EngineRecord
 from serve.engine_stats import attach as attach_engine_stats
 from serve.node_ports import reserve_window
 
 logger = logging.getLogger(__name__)
+
+#: A draining replica finishes once nothing was in flight, and nothing arrived, for this long (seconds): a
+#: few router refresh intervals, so every router has seen the ``draining`` mark.
+DRAIN_QUIET_S = 3.0
 
 
 def _free_port(host: str) -> int:
@@ -29,10 +45,15 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def _node_ip() -> str:
+def engine_host() -> str:
+    """Address the private engine endpoint binds to: ``QWEN_SERVE_ENGINE_HOST``, else Ray's node IP.
+
+    Never ``0.0.0.0``: on a node with several interfaces the endpoint listens only on the one Ray's cluster
+    traffic uses (or on what the operator names, e.g. 127.0.0.1 for a single-node stack).
+    """
     import ray
 
-    return str(ray.util.get_node_ip_address())
+    return os.environ.get("QWEN_SERVE_ENGINE_HOST") or str(ray.util.get_node_ip_address())
 
 
 class QwenLLMServer(LLMServer):
@@ -46,7 +67,7 @@ class QwenLLMServer(LLMServer):
     """
 
     async def __init__(self, llm_config: Any, *, deployment_name: str, engine_frontends: int = 0,  # type: ignore[misc]
-                       **kwargs: Any) -> None:
+                       drain_timeout_s: float = 60.0, engine_auth: bool = True, **kwargs: Any) -> None:
         # A replica that replaces a killed one first frees what its predecessor's engine still holds.
         from serve.orphans import reap_orphan_engines
 
@@ -57,10 +78,18 @@ class QwenLLMServer(LLMServer):
         with frontends.engine_launch_hook(engine_frontends, first_port) as launched:
             await super().__init__(llm_config, **kwargs)
         self._deployment_name = deployment_name
-        self._host = os.environ.get("QWEN_SERVE_ENGINE_HOST") or _node_ip()
+        self._drain_timeout_s = drain_timeout_s
+        self._engine_auth = engine_auth
+        self._inflight = InflightCounter()
+        self._record: EngineRecord | None = None
+        self._host = engine_host()
         if engine_frontends:
+            from serve.security import engine_secret
+
+            secret = await asyncio.get_running_loop().run_in_executor(None, engine_secret.load)
             self._frontends = await frontends.start_for_replica(
-                self.engine, deployment_name, engine_frontends, launched, self._host)
+                self.engine, deployment_name, engine_frontends, launched, self._host, secret=secret,
+                require_secret=engine_auth)
         self._stats = attach_engine_stats(getattr(self.engine, "_engine_client", None))
         self._http_task: asyncio.Task[None] | None = None
         self._key: bytes | None = None
@@ -70,7 +99,14 @@ class QwenLLMServer(LLMServer):
     async def _start_http(self) -> None:
         import uvicorn
 
-        app = await self.__serve_build_asgi_app__()
+        from serve.security import engine_secret
+
+        secret = await asyncio.get_running_loop().run_in_executor(None, engine_secret.load)
+        if secret is None and self._engine_auth:
+            logger.error("engine %s: no engine secret (env %s or Ray KV); every request will get 401",
+                         self._deployment_name, engine_secret.ENV)
+        app = EngineGate(await self.__serve_build_asgi_app__(), secret, self._inflight,
+                         require_secret=self._engine_auth)
         host = self._host
         port = _free_port(host)
         config = uvicorn.Config(
@@ -105,6 +141,7 @@ class QwenLLMServer(LLMServer):
         logger.info("engine %s replica %s serving on %s", self._deployment_name, replica_id, self._url)
 
     def _publish(self) -> None:
+        assert self._record is not None
         stats = self._stats
         if self._frontends is not None:
             stats = frontends.merge_stats([stats, *self._frontends.stats()])
@@ -129,7 +166,58 @@ class QwenLLMServer(LLMServer):
         if self._frontends is not None:
             self._frontends.check()
 
+    async def record_autoscaling_stats(self) -> dict[str, float]:
+        """This replica's load for Ray Serve's autoscaler (``serve.autoscale.policy`` reads these names).
+
+        In-flight requests are counted on the replica's own HTTP app; the engine's running, waiting and KV
+        figures come from vLLM's scheduler (zero while nothing is in flight: an idle engine logs no steps).
+        """
+        ongoing = float(self._inflight.count + (self._frontends.inflight() if self._frontends is not None else 0))
+        st = self._stats
+        if st is None or ongoing == 0:
+            return {ONGOING: ongoing, RUNNING: 0.0, WAITING: 0.0, KV_USAGE: 0.0}
+        return {ONGOING: ongoing, RUNNING: float(st.running), WAITING: float(st.waiting),
+                KV_USAGE: float(st.kv_usage)}
+
+    async def wake(self) -> str:
+        """Answer the router's wake-up call (it queues on the handle until Serve has started a replica).
+
+        Returns:
+            This replica's private URL (the router then finds the replica's record).
+        """
+        return self._url
+
+    async def drain(self) -> bool:
+        """Stop getting new requests and finish the in-flight ones (at most ``drain_timeout_s``).
+
+        The record is marked ``draining`` first (routers re-read records every second and stop picking it);
+        requests that still arrive meanwhile are served. Done when nothing is in flight and nothing arrived
+        for a few seconds, so a router that read the record just before the change has moved on.
+
+        Returns:
+            True when every in-flight request finished.
+        """
+        if self._record is None:
+            return True
+        self._record.draining = True  # the heartbeat keeps publishing the mark until the record is withdrawn
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, self._publish)
+        except Exception:  # noqa: BLE001 - the GCS may be going away too; drain anyway
+            logger.warning("could not mark %s draining", self._deployment_name)
+        logger.info("engine %s replica %s draining (%d in flight)", self._deployment_name, self._record.replica,
+                    self._inflight.count)
+        idle = await self._inflight.wait_idle(quiet_s=DRAIN_QUIET_S, timeout_s=self._drain_timeout_s)
+        if not idle:
+            logger.warning("engine %s: %d request(s) still in flight after %.0fs of draining",
+                           self._deployment_name, self._inflight.count, self._drain_timeout_s)
+        return idle
+
     async def __del__(self) -> None:
+        try:
+            await self.drain()
+        except Exception:  # noqa: BLE001 - best effort during shutdown
+            logger.warning("drain of %s failed", getattr(self, "_deployment_name", "?"))
         fronts = getattr(self, "_frontends", None)
         if fronts is not None:
             fronts.shutdown()

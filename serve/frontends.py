@@ -185,8 +185,11 @@ class EngineFrontends:
         self.urls: list[str] = []
         self._procs: list[Any] = []
         self._stats: list[Any] = []
+        self._inflight: list[Any] = []
+        self._secret: str | None = None
 
-    def start(self, *, vllm_config: Any, args: argparse.Namespace, launch: LaunchInfo, host: str) -> None:
+    def start(self, *, vllm_config: Any, args: argparse.Namespace, launch: LaunchInfo, host: str,
+              secret: str | None = None, require_secret: bool = False) -> None:
         """Spawn the frontend processes (returns at once; :meth:`wait_ready` waits for them).
 
         Args:
@@ -194,6 +197,9 @@ class EngineFrontends:
             args: The vLLM frontend + engine args namespace the replica's own app was built with.
             launch: The engine's client addresses (:func:`engine_launch_hook`).
             host: Address to serve on (the replica's node).
+            secret: The fleet's engine secret: each frontend refuses requests without it, as the replica's own
+                app does (``serve.engine_gate``).
+            require_secret: Whether the secret is required (``security.engine_auth``).
 
         Raises:
             RuntimeError: The engine was not launched with client slots for this many frontends.
@@ -206,6 +212,9 @@ class EngineFrontends:
             raise RuntimeError("engine frontends need the engine on the replica's node (IPC client addresses)")
         ctx = multiprocessing.get_context("spawn")
         fargs = frontend_args(args)
+        # Behind the same gate as the replica's own app (secret, in-flight count), through vLLM's --middleware.
+        fargs.middleware = [*(getattr(fargs, "middleware", None) or []), "serve.engine_gate.FrontendGate"]
+        self._secret = secret
         for i in range(1, need):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -213,12 +222,14 @@ class EngineFrontends:
             url = f"http://{host}:{sock.getsockname()[1]}"
             spec = FrontendSpec(self.deployment, i, need, launch.inputs[i], launch.outputs[i], url)
             stats = ctx.RawArray("d", len(STATS_FIELDS))
+            inflight = ctx.RawValue("i", 0)
             proc = ctx.Process(target=run_frontend, name=f"{TITLE_PREFIX}-{i}", daemon=True,
-                               args=(spec, vllm_config, fargs, sock, stats))
+                               args=(spec, vllm_config, fargs, sock, stats, (secret, require_secret, inflight)))
             proc.start()
             sock.close()  # the child got its own copy at start
             self._procs.append(proc)
             self._stats.append(stats)
+            self._inflight.append(inflight)
             self.urls.append(url)
         logger.info("engine %s: started %d frontend process(es) on %s", self.deployment, self.count,
                     ", ".join(self.urls))
@@ -237,7 +248,7 @@ class EngineFrontends:
                 if not self._procs[i].is_alive():
                     raise RuntimeError(f"engine frontend {i + 1} of {self.deployment} exited with code "
                                        f"{self._procs[i].exitcode} while starting")
-                if await loop.run_in_executor(None, _healthy, self.urls[i]):
+                if await loop.run_in_executor(None, _healthy, self.urls[i], self._secret):
                     pending.discard(i)
             if not pending:
                 break
@@ -261,6 +272,10 @@ class EngineFrontends:
         """Each frontend's share of the engine statistics (None for one without any yet)."""
         return [stats_from_array(list(arr)) for arr in self._stats]
 
+    def inflight(self) -> int:
+        """Requests in flight on the frontends (what the routers sent them and have not seen answered)."""
+        return sum(max(0, int(v.value)) for v in self._inflight)
+
     def pids(self) -> list[int]:
         """Process ids of the frontends (status, profiling)."""
         return [int(p.pid) for p in self._procs if p.pid is not None]
@@ -278,12 +293,15 @@ class EngineFrontends:
                 proc.join(timeout=1.0)
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, secret: str | None = None) -> bool:
     import urllib.error
     import urllib.request
 
+    from serve.security.engine_secret import HEADER
+
+    request = urllib.request.Request(url + "/health", headers={HEADER: secret} if secret else {})
     try:
-        with urllib.request.urlopen(url + "/health", timeout=2.0) as r:
+        with urllib.request.urlopen(request, timeout=2.0) as r:
             return int(r.status) == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -310,9 +328,17 @@ def _die_with_parent() -> None:
 
 
 def run_frontend(spec: FrontendSpec, vllm_config: Any, args: argparse.Namespace, sock: socket.socket,
-                 stats: Any) -> None:
-    """Entry point of a frontend process: serve vLLM's OpenAI app as engine client ``spec.index``."""
+                 stats: Any, gate: tuple[str | None, bool, Any] | None = None) -> None:
+    """Entry point of a frontend process: serve vLLM's OpenAI app as engine client ``spec.index``.
+
+    ``gate`` is ``(secret, require_secret, shared in-flight value)`` for :class:`serve.engine_gate.FrontendGate`.
+    """
     _die_with_parent()
+    if gate is not None:
+        from serve import engine_gate
+
+        secret, require, shared = gate
+        engine_gate.FRONTEND_GATE = (secret, engine_gate.SharedInflightCounter(shared), require)
     with contextlib.suppress(ImportError):
         import setproctitle
 
@@ -366,7 +392,8 @@ async def _copy_stats(stats: EngineStats, out: Any) -> None:
 
 
 async def start_for_replica(engine: Any, deployment: str, count: int, launched: Sequence[LaunchInfo],
-                            host: str, timeout_s: float = 600.0) -> EngineFrontends:
+                            host: str, timeout_s: float = 600.0, secret: str | None = None,
+                            require_secret: bool = False) -> EngineFrontends:
     """Start ``count`` frontends for an engine replica whose engine was launched under :func:`engine_launch_hook`.
 
     Args:
@@ -377,6 +404,8 @@ async def start_for_replica(engine: Any, deployment: str, count: int, launched: 
         launched: What the launch hook recorded.
         host: Address to serve on.
         timeout_s: Start-up limit.
+        secret: The fleet's engine secret (the frontends refuse requests without it).
+        require_secret: Whether it is required.
 
     Raises:
         RuntimeError: The engine was launched without the hook, or a frontend did not come up.
@@ -387,7 +416,8 @@ async def start_for_replica(engine: Any, deployment: str, count: int, launched: 
         raise RuntimeError("engine frontends need Ray Serve LLM's vLLM engine launched under engine_launch_hook")
     frontends = EngineFrontends(deployment, count)
     try:
-        frontends.start(vllm_config=client.vllm_config, args=args, launch=launched[-1], host=host)
+        frontends.start(vllm_config=client.vllm_config, args=args, launch=launched[-1], host=host, secret=secret,
+                        require_secret=require_secret)
         await frontends.wait_ready(timeout_s)
     except BaseException:
         frontends.shutdown(grace_s=2.0)

@@ -161,7 +161,8 @@ def _gpu_group(gpu_type: str, deps: Iterable[DeploymentSpec]) -> WorkerGroupPlan
 
 
 def _env(
-    api_keys_env: str | None, api_keys_secret: str | None, hf_token_secret: str | None
+    api_keys_env: str | None, api_keys_secret: str | None, hf_token_secret: str | None,
+    engine_secret_secret: str | None = None,
 ) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": "HF_HOME", "value": MODEL_CACHE_PATH}]
     if hf_token_secret:
@@ -170,6 +171,9 @@ def _env(
     if api_keys_secret:
         ref = {"secretKeyRef": {"name": api_keys_secret, "key": "api-keys"}}
         env.append({"name": api_keys_env or "QWEN_SERVE_API_KEYS", "valueFrom": ref})
+    if engine_secret_secret:  # else the application makes one per Ray cluster (serve.security.engine_secret)
+        ref = {"secretKeyRef": {"name": engine_secret_secret, "key": "engine-secret"}}
+        env.append({"name": "QWEN_SERVE_ENGINE_SECRET", "valueFrom": ref})
     return env
 
 
@@ -247,6 +251,7 @@ def render_rayservice(
     api_keys_secret: str | None = None,
     hf_token_secret: str | None = None,
     model_cache_claim: str | None = None,
+    engine_secret_secret: str | None = None,
 ) -> dict[str, Any]:
     """Build a KubeRay ``ray.io/v1`` RayService for the fleet.
 
@@ -259,6 +264,8 @@ def render_rayservice(
         api_keys_secret: Secret (key ``api-keys``) exported as ``fleet.security.api_keys_env``.
         hf_token_secret: Secret (key ``token``) exported as ``HF_TOKEN``.
         model_cache_claim: PVC mounted as the Hugging Face cache; default an emptyDir per pod.
+        engine_secret_secret: Secret (key ``engine-secret``) exported as ``QWEN_SERVE_ENGINE_SECRET``; default:
+            the application makes one per Ray cluster.
 
     Returns:
         The RayService manifest as a dict.
@@ -266,7 +273,7 @@ def render_rayservice(
     plans = plan_worker_groups(fleet)
     flavor = "gpu" if any(p.gpus for p in plans) else "cpu"
     image = image or f"{IMAGE_REPOSITORY}:{_version()}-{flavor}"
-    env = _env(fleet.security.api_keys_env, api_keys_secret, hf_token_secret)
+    env = _env(fleet.security.api_keys_env, api_keys_secret, hf_token_secret, engine_secret_secret)
     base = {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": name}
     common: dict[str, Any] = {"image": image, "env": env, "cache_claim": model_cache_claim}
     head = _pod_template(
@@ -424,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-keys-secret", default=None)
     parser.add_argument("--hf-token-secret", default=None)
     parser.add_argument("--model-cache-claim", default=None)
+    parser.add_argument("--engine-secret-secret", default=None)
     args = parser.parse_args(argv)
     return render_main(
         args.config,
@@ -434,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         api_keys_secret=args.api_keys_secret,
         hf_token_secret=args.hf_token_secret,
         model_cache_claim=args.model_cache_claim,
+        engine_secret_secret=args.engine_secret_secret,
     )
 
 

@@ -139,6 +139,10 @@ def deploy(fleet: Any, out: TextIO) -> None:
         raise RuntimeError(f"a qwen-serve application already runs on this Ray cluster ({load_state().get('url')}); "
                            "stop it with `qwen-serve down` first")
     serve.start(http_options={"host": fleet.host, "port": proxy_port(fleet)})
+    if fleet.security.engine_auth:  # each fleet start gets its own engine secret (serve.security.engine_secret)
+        from serve.security import engine_secret
+
+        engine_secret.rotate()
     app = build_application(fleet)
     serve._run(app, name=APP_NAME, route_prefix="/", _blocking=False)
     out.write(f"serve: deploying {len(fleet.deployments)} engine deployment(s) + router\n")

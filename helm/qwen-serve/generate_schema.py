@@ -232,6 +232,17 @@ def _misc() -> Schema:
         ),
         "hfToken": _obj(secret_ref, desc="Hugging Face token from an existing Secret (never inlined)"),
         "apiKeys": _obj(secret_ref, desc="API keys from an existing Secret (never inlined)"),
+        "engineSecret": _obj(secret_ref, desc="Engine secret from an existing Secret (never inlined); empty = "
+                             "made per Ray cluster at deploy time"),
+        "networkPolicy": _obj(
+            {
+                "enabled": {"type": "boolean"},
+                "serveFrom": _list_of(_k8s("io.k8s.api.networking.v1.NetworkPolicyPeer")),
+                "metricsFrom": _list_of(_k8s("io.k8s.api.networking.v1.NetworkPolicyPeer")),
+                "controlFrom": _list_of(_k8s("io.k8s.api.networking.v1.NetworkPolicyPeer")),
+            },
+            desc="Ray pods accept every port only from this release's Ray pods (router -> engine included)",
+        ),
         "ingress": _ingress(),
         "podDisruptionBudget": _obj(
             {

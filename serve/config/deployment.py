@@ -46,7 +46,9 @@ class DeploymentSpec(StrictModel):
         quantization: Use the variant's quantized checkpoint (awq, gptq-int4, gptq-int8, fp8).
         accelerator: CPU or GPU and how many per replica.
         replicas: Fixed replica count (exclusive with ``autoscaling``).
-        autoscaling: Replica bounds for Ray Serve's autoscaler.
+        autoscaling: Ray Serve autoscaling on the engines' load (bounds, signal, target, delays).
+        drain_timeout_s: A replica being removed stops getting new requests, then has this long to finish
+            its in-flight ones.
         max_ongoing_requests: Per-replica admission limit (None: the engine's max_num_seqs).
         max_queued_requests: Per-replica queue limit (None: twice the ongoing limit).
         engine: Engine kwargs merged over the variant's preset (vLLM's names; unknown keys are errors).
@@ -73,6 +75,7 @@ class DeploymentSpec(StrictModel):
     accelerator: Accelerator = Field(default_factory=Accelerator)
     replicas: int = Field(default=1, ge=1)
     autoscaling: Autoscaling | None = None
+    drain_timeout_s: float = Field(default=60.0, ge=0)
     max_ongoing_requests: int | None = Field(default=None, ge=1)
     max_queued_requests: int | None = Field(default=None, ge=0)
     engine: dict[str, Any] = Field(default_factory=dict)

@@ -70,24 +70,68 @@ class Accelerator(StrictModel):
         return self
 
 
+#: Signals the autoscaling policy can scale a deployment on (see ``serve.autoscale.policy``).
+ScalingSignal = Literal["ongoing", "waiting", "kv_usage"]
+#: Per-replica target of each signal when ``autoscaling.target`` is not given.
+DEFAULT_SIGNAL_TARGETS: dict[str, float] = {"ongoing": 16.0, "waiting": 2.0, "kv_usage": 0.7}
+
+
 class Autoscaling(StrictModel):
-    """Ray Serve autoscaling bounds for a deployment.
+    """Ray Serve autoscaling of a deployment, on the load its engine replicas report.
+
+    Each engine replica reports its load to Ray Serve's autoscaler (``record_autoscaling_stats``): the requests
+    in flight on its HTTP app (what every router has sent it and not yet seen answered), and its vLLM engine's
+    running and waiting requests and KV-cache use. The policy (``serve.autoscale.policy``) turns the chosen
+    ``signal`` into a replica count; Ray Serve applies the delays and bounds.
 
     Attributes:
-        min_replicas: Lower bound (0 allows scale to zero).
+        min_replicas: Lower bound (0 allows scale to zero: the router holds requests while a replica starts).
         max_replicas: Upper bound, at least ``min_replicas``.
-        target_ongoing_requests: Requests per replica the autoscaler aims for.
+        initial_replicas: Replicas started with the deployment (None: ``min_replicas``).
+        signal: What is scaled on, per replica: ``ongoing`` (requests in flight), ``waiting`` (requests
+            queued in the engine) or ``kv_usage`` (fraction of the KV cache in use).
+        target: Per-replica value of the signal the autoscaler aims for (None: ``target_ongoing_requests``
+            for ``ongoing``, 2 waiting requests, 0.7 KV use).
+        target_ongoing_requests: The ``ongoing`` target (kept for configs written before ``target``).
+        upscale_delay_s: How long the signal must ask for more replicas before they are added.
+        downscale_delay_s: How long it must ask for fewer before replicas are removed (not to zero).
+        downscale_to_zero_delay_s: Delay of the last step, 1 -> 0 (None: ``downscale_delay_s``).
+        look_back_period_s: Window over which the replicas' reports are averaged.
     """
 
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(default=1, ge=1)
-    target_ongoing_requests: float = Field(default=16.0, gt=0)
+    initial_replicas: int | None = Field(default=None, ge=0)
+    signal: ScalingSignal = "ongoing"
+    target: float | None = Field(default=None, gt=0)
+    target_ongoing_requests: float = Field(default=DEFAULT_SIGNAL_TARGETS["ongoing"], gt=0)
+    upscale_delay_s: float = Field(default=10.0, ge=0)
+    downscale_delay_s: float = Field(default=60.0, ge=0)
+    downscale_to_zero_delay_s: float | None = Field(default=None, ge=0)
+    look_back_period_s: float = Field(default=10.0, gt=1)
 
     @model_validator(mode="after")
     def _bounds(self) -> Autoscaling:
         if self.max_replicas < self.min_replicas:
             raise ValueError(f"max_replicas={self.max_replicas} is below min_replicas={self.min_replicas}")
+        if self.initial_replicas is not None and not self.min_replicas <= self.initial_replicas <= self.max_replicas:
+            raise ValueError(f"initial_replicas={self.initial_replicas} is outside min_replicas={self.min_replicas}"
+                             f"..max_replicas={self.max_replicas}")
+        if self.signal != "ongoing" and "target_ongoing_requests" in self.model_fields_set:
+            raise ValueError(f"target_ongoing_requests only applies to signal `ongoing` (signal is `{self.signal}`); "
+                             "set `target` instead")
+        if self.signal == "kv_usage" and self.target is not None and self.target > 1:
+            raise ValueError(f"target={self.target} is a KV-cache fraction for signal `kv_usage`: use 0 < target <= 1")
         return self
+
+    @property
+    def effective_target(self) -> float:
+        """The per-replica target of ``signal``."""
+        if self.target is not None:
+            return self.target
+        if self.signal == "ongoing":
+            return self.target_ongoing_requests
+        return DEFAULT_SIGNAL_TARGETS[self.signal]
 
 
 class LoraSpec(StrictModel):
@@ -211,6 +255,25 @@ class SaturationSpec(StrictModel):
     queue_threshold: int | None = Field(default=None, ge=0)
 
 
+class ColdStartSpec(StrictModel):
+    """Requests for a deployment scaled to zero: held while Ray Serve starts a replica, within bounds.
+
+    Attributes:
+        max_held_requests: Requests held per deployment at once; more get 503 with ``Retry-After``.
+        max_wait_s: Longest a request is held (also bounded by its own deadline); then 503 with ``Retry-After``.
+        keepalive_s: A held streaming request gets an SSE comment this often, so proxies keep it open.
+        retry_after_s: ``Retry-After`` of the 503s above.
+        spill_to_warm: For a virtual model (task routing), let a warm capable candidate serve instead of waiting
+            (the cold one is still woken); explicit models always wait for their own deployment.
+    """
+
+    max_held_requests: int = Field(default=64, ge=0)
+    max_wait_s: float = Field(default=300.0, gt=0)
+    keepalive_s: float = Field(default=5.0, gt=0)
+    retry_after_s: float = Field(default=10.0, ge=0)
+    spill_to_warm: bool = True
+
+
 class RouterSpec(StrictModel):
     """The task router's policy.
 
@@ -222,12 +285,14 @@ class RouterSpec(StrictModel):
         saturation: Spill-over thresholds.
         classifier: Free knobs for the classifier.
         mirror_reasoning_content: Also send each chat answer's ``reasoning`` as ``reasoning_content``.
+        cold_start: Holding requests for deployments scaled to zero.
     """
 
     tasks: dict[str, TaskPolicy] = Field(default_factory=dict)
     default_task: str = "general"
     aliases: dict[str, str | None] = Field(default_factory=lambda: dict[str, str | None]({"auto": None}))
     saturation: SaturationSpec = Field(default_factory=SaturationSpec)
+    cold_start: ColdStartSpec = Field(default_factory=ColdStartSpec)
     classifier: dict[str, object] = Field(default_factory=dict)
     mirror_reasoning_content: bool = Field(
         default=False, description="Also send each chat answer's `reasoning` as `reasoning_content`, the name "
@@ -306,6 +371,8 @@ class SecuritySpec(StrictModel):
         api_keys_file: File with one key per line (``secret`` or ``name:secret``; ``#`` comments).
         require_api_key: Refuse requests without a valid key.
         metrics_public: Serve ``/metrics`` without a key.
+        engine_auth: Engine replicas answer only requests carrying the fleet's engine secret, which only the
+            router sends (``serve.security.engine_secret``); off only for debugging an engine directly.
         rate_limit: Per-key rate limits.
         limits: Input limits.
         admin_keys_env: Environment variable holding comma-separated admin keys (``secret`` or
@@ -320,6 +387,7 @@ class SecuritySpec(StrictModel):
     admin_keys_file: str | None = Field(default=None, description="File with one admin key per line.")
     require_api_key: bool = False
     metrics_public: bool = True
+    engine_auth: bool = True
     rate_limit: RateLimitSpec = Field(default_factory=RateLimitSpec)
     limits: InputLimits = Field(default_factory=InputLimits)
 
@@ -355,6 +423,8 @@ __all__ = [
     "TASKS",
     "Accelerator",
     "Autoscaling",
+    "ColdStartSpec",
+    "DEFAULT_SIGNAL_TARGETS",
     "InputLimits",
     "KeyRateLimit",
     "LoraSpec",
@@ -363,6 +433,7 @@ __all__ = [
     "ReplicaRouting",
     "RouterSpec",
     "SaturationSpec",
+    "ScalingSignal",
     "SecuritySpec",
     "StrictModel",
     "TaskPolicy",

@@ -120,6 +120,9 @@ def create_app(
     guard: Admission | None = None,
     refresh_interval_s: float = 1.0,
     echo_request_id: bool = True,
+    waker: Any = None,
+    engine_secret: str | None = None,
+    autoscale_reader: Any = None,
 ) -> FastAPI:
     """Build the router app.
 
@@ -130,6 +133,9 @@ def create_app(
         guard: Admission control (API keys, rate limits); defaults to one built from ``fleet.security``.
         refresh_interval_s: How often the endpoint table is refreshed.
         echo_request_id: Add ``x-request-id`` to responses (off under Ray Serve, which adds it itself).
+        waker: ``await waker(deployment)`` asks Ray Serve for a replica of a deployment scaled to zero.
+        engine_secret: Sent to the engines with every request (``serve.security.engine_secret``).
+        autoscale_reader: Returns the autoscaling policy's records (``serve.router.autoscale_view``).
 
     Returns:
         The FastAPI app. Its ``state.service`` is the :class:`RouterService`.
@@ -140,19 +146,31 @@ def create_app(
         guard = Guard.from_fleet(fleet)
     service = build_service(fleet, registry, classifier=classifier, guard=guard)
     refresher = RegistryRefresher(registry, refresh_interval_s)
+    # Waking deployments scaled to zero, the engine secret and the autoscaling view (serve.router.coldstart,
+    # serve.security.engine_secret, serve.router.autoscale_view).
+    from serve.router.autoscale_view import AutoscaleView
+    from serve.security.engine_secret import HEADER as ENGINE_SECRET_HEADER
+
+    service.coldstart.waker = waker
+    if engine_secret:
+        service.engine_headers[ENGINE_SECRET_HEADER] = engine_secret
+    autoscale = AutoscaleView(fleet, registry, service.metrics, autoscale_reader)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.session = make_session()
         await refresher.start()
+        await autoscale.start()
         try:
             yield
         finally:
+            await autoscale.stop()
             await refresher.stop()
             await service.session.close()
 
     app = FastAPI(title="qwen-serve router", version="0.1.0", lifespan=lifespan)
     app.state.service = service
+    app.state.autoscale = autoscale
     guard.install(app)  # body-size limit, inside the request-id middleware
     app.add_middleware(RequestIdMiddleware, echo_header=echo_request_id)
     _install_error_handlers(app)
@@ -266,9 +284,11 @@ def _install_routes(app: FastAPI, service: RouterService) -> None:
     @app.get("/ready")
     async def ready() -> Response:
         status = {d.name: len(service.registry.load(d.name).healthy_endpoints) for d in fleet.deployments}
-        ok = all(n > 0 for n in status.values()) and not service.draining
-        return JSONResponse({"ready": ok, "deployments": status, "draining": service.draining},
-                            status_code=200 if ok else 503)
+        # HOOK(autoscale): a deployment scaled to zero is ready (a request wakes it)
+        cold = [n for n, c in status.items() if c == 0 and service.coldstart.scales_to_zero(n)]
+        ok = all(n > 0 or name in cold for name, n in status.items()) and not service.draining
+        return JSONResponse({"ready": ok, "deployments": status, "scaled_to_zero": cold,
+                             "draining": service.draining}, status_code=200 if ok else 503)
 
     @app.get("/v1/status")
     async def status(request: Request) -> Response:
@@ -276,7 +296,10 @@ def _install_routes(app: FastAPI, service: RouterService) -> None:
         local = request.client is not None and request.client.host in ("127.0.0.1", "::1", "localhost")
         if service.guard is not None and not local:
             await service.guard.admit(request, b"", charge=False)
-        return JSONResponse({"endpoints": service.registry.snapshot(), "draining": service.draining})
+        return JSONResponse({"endpoints": service.registry.snapshot(), "draining": service.draining,
+                             # HOOK(autoscale): replicas, desired, signal; held requests and cold starts
+                             "autoscaling": request.app.state.autoscale.snapshot(),
+                             "cold_start": service.coldstart.snapshot()})
 
     @app.post("/admin/drain")
     async def drain(request: Request) -> Response:

@@ -56,12 +56,33 @@ class RouterIngress:
         self._fleet = FleetConfig.from_dict(fleet)
         configure_logging(json_format=self._fleet.log_json)
         _raise_priority()
-        # ``engines`` is only bound so that Serve deploys the engines with the router; requests reach them
-        # over their private HTTP endpoints (serve.engine_record), not through these handles.
-        del engines
+        # Requests reach the engines over their private HTTP endpoints (serve.engine_record). The handles
+        # serve one purpose: asking Serve for a replica of a deployment scaled to zero (serve.router.coldstart).
+        self._engines = dict(engines or {})
+        self._wake_handles: dict[str, DeploymentHandle] = {}
 
     async def __serve_build_asgi_app__(self) -> Any:
         from serve.router.app import create_app
+        from serve.router.autoscale_view import ray_kv_reader
         from serve.router.upstream import RayKVRegistry
+        from serve.security import engine_secret
 
-        return create_app(self._fleet, RayKVRegistry(), echo_request_id=False)
+        secret = engine_secret.load() if self._fleet.security.engine_auth else None
+        if self._fleet.security.engine_auth and secret is None:
+            logger.error("no engine secret (env %s or Ray KV): the engines will refuse every request",
+                         engine_secret.ENV)
+        return create_app(self._fleet, RayKVRegistry(), echo_request_id=False, waker=self._wake,
+                          engine_secret=secret, autoscale_reader=ray_kv_reader)
+
+    async def _wake(self, name: str) -> object:
+        """Ask Serve for a replica of deployment ``name``: a call queued on its handle is demand to Serve's
+        autoscaler (at zero replicas the handle reports it to the controller at once); returns when a replica
+        answered."""
+        handle = self._wake_handles.get(name)
+        if handle is None:
+            engine = self._engines.get(name)
+            if engine is None:
+                return None
+            # Cached: each .options() copy is a handle with its own router and metrics pusher.
+            handle = self._wake_handles[name] = engine.options(method_name="wake")
+        return await handle.remote()

@@ -153,6 +153,12 @@ class RouterService:
         self.adapters: Any = None
         #: Chooses the deployment of embeddings / score / rerank requests (``serve.router.pooling``).
         self.pooling: Any = None
+        #: Scale from zero: holds requests for a deployment at zero replicas (``serve.router.coldstart``).
+        from serve.router.coldstart import ColdStart
+
+        self.coldstart = ColdStart(fleet, registry, metrics)
+        #: Headers every engine request carries: the fleet's engine secret (``serve.security.engine_secret``).
+        self.engine_headers: dict[str, str] = {}
 
     # --- decide (shared with /v1/route) -----------------------------------------------------------
     def decide(self, facts: RequestFacts, model: Any, headers: Mapping[str, str],
@@ -229,7 +235,8 @@ class RouterService:
         if previous:
             decision, replica, url = self._pinned(previous, "previous_response_id")
             return Prepared(kind, body, facts, decision, key, compat, replica, url)
-        decision = self.decide(facts, body.get("model"), request.headers, check_named=check_named)
+        # A deployment scaled to zero counts as able to serve: the request is held while it starts.
+        decision = self.coldstart.decide(self, facts, body.get("model"), request.headers, check_named=check_named)
         return Prepared(kind, body, facts, decision, key, compat)
 
     def _pinned(self, response_id: str, param: str | None = None) -> tuple[Decision, str, str]:
@@ -267,7 +274,8 @@ class RouterService:
             logger.info("request_id=%s kind=%s task=%s model=%s prompt_hash=%s prompt_bytes=%d stream=%s "
                         "defaults=%s", rid, kind, task, model, h, n, bool(body.get("stream")), ",".join(applied))
             try:
-                response = await self.dispatch(request, p, t0, charge)
+                # Held first while the deployment scales from zero, else straight to dispatch.
+                response = await self.coldstart.dispatch(self, request, p, t0, charge)
                 if self.guard is not None and p.key is not None:
                     response.headers.update(self.guard.rate_headers(p.key))
                 if p.compat:
@@ -296,7 +304,7 @@ class RouterService:
         try:
             p = await self.prepare(request, kind, check_named=False)
             p.body["model"] = p.decision.engine_model
-            return await self.dispatch(request, p, t0)
+            return await self.coldstart.dispatch(self, request, p, t0)
         except RouterError as exc:
             self.metrics.reject(_reject_reason(exc))
             raise
@@ -320,7 +328,7 @@ class RouterService:
                 if request.url.query:
                     url += "?" + request.url.query
                 method = self.session.post if cancel else self.session.get
-                async with method(url, headers={"x-request-id": rid}) as resp:
+                async with method(url, headers={"x-request-id": rid, **self.engine_headers}) as resp:
                     data = await resp.read()
                     ctype = resp.headers.get("content-type", "application/json")
                     status = resp.status
@@ -353,7 +361,7 @@ class RouterService:
         body, decision, kind = p.body, p.decision, p.kind
         payload = orjson.dumps(body)
         rid: str = request.state.request_id
-        headers = {"content-type": "application/json", "x-request-id": rid}
+        headers = {"content-type": "application/json", "x-request-id": rid, **self.engine_headers}
         deadline = time.monotonic() + request_timeout(request.headers, self.limits)
         connect = self._connect(p, payload, headers)
         try:  # a non-streamed answer only has headers when done: watch deadline and disconnect meanwhile

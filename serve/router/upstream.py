@@ -187,6 +187,8 @@ def _read_kv() -> tuple[dict[str, dict[str, str]], dict[tuple[str, str], EngineS
     stats: dict[tuple[str, str], EngineStats] = {}
     fronts: dict[tuple[str, str], tuple[str, ...]] = {}
     for rec in read_records():
+        if rec.draining:  # HOOK(autoscale): a replica being removed gets no new requests
+            continue
         out.setdefault(rec.deployment, {})[rec.replica] = rec.url
         if rec.stats is not None:
             stats[rec.deployment, rec.replica] = rec.stats

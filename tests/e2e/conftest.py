@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.fleet import API_KEYS, write
+from tests.e2e.fleet import API_KEYS, ENGINE_SECRET, write
 from tests.router_kit import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +35,9 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env = dict(os.environ)
     env["QWEN_SERVE_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
     env.setdefault("QWEN_SERVE_API_KEYS", ",".join(API_KEYS))
+    # The engine secret from the environment (as a Kubernetes Secret provides it), so tests can reach an
+    # engine directly; without it each `qwen-serve up` makes its own.
+    env.setdefault("QWEN_SERVE_ENGINE_SECRET", ENGINE_SECRET)
     return env
 
 

@@ -14,6 +14,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEYS = ("e2e-key-1", "e2e-key-2")
+#: The engine secret of the e2e stack (``QWEN_SERVE_ENGINE_SECRET``), so a test can call an engine directly.
+ENGINE_SECRET = "e2e-engine-secret"
 # Extra keys from a secret file, with tight per-key limits for the resilience tests: name -> secret.
 LIMITED_KEYS = {"e2e-rpm": "e2e-key-rpm", "e2e-tpm": "e2e-key-tpm"}
 RPM_LIMIT = 3

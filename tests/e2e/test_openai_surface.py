@@ -5,9 +5,13 @@ Random-weight models: assertions are about protocol, counts, routing and errors,
 
 from __future__ import annotations
 
+import os
+
 import httpx
 import openai
 import pytest
+
+from tests.e2e.fleet import ENGINE_SECRET
 
 pytestmark = pytest.mark.e2e
 
@@ -125,7 +129,10 @@ def test_tokenize_and_detokenize_through_the_router(http: httpx.Client) -> None:
     assert r.status_code == 200, r.text[:300]
     assert r.headers["x-qwen-model"] == GENERAL
     engine_url = http.get("/v1/status").json()["endpoints"][GENERAL][0]["url"]
-    direct = httpx.post(engine_url + "/tokenize", json=body, timeout=30).json()
+    from serve.security.engine_secret import ENV, HEADER
+
+    direct = httpx.post(engine_url + "/tokenize", json=body, timeout=30,  # engines answer only with the secret
+                        headers={HEADER: os.environ.get(ENV) or ENGINE_SECRET}).json()
     assert r.json()["count"] == direct["count"] == len(direct["tokens"]) > 8  # the chat template counts too
     prompt = {"model": GENERAL, "prompt": "Hello tokens"}
     ids = http.post("/tokenize", json=prompt).json()["tokens"]

@@ -206,6 +206,7 @@ def test_every_qwen_metric_on_the_dashboard_is_exported_by_the_router(helm: Helm
     metrics.ttft.labels("m").observe(0.1)
     metrics.e2e.labels("m").observe(0.1)
     metrics.decision.observe(0.001)
+    _autoscaling_metrics(metrics)
     exported = {line.split("{")[0].split(" ")[0] for line in metrics.render().decode().splitlines()
                 if line.startswith("qwen_")}
     cm = next(d for d in by_kind(helm.docs("default"), "ConfigMap") if d["metadata"]["name"].endswith("-dashboard"))
@@ -213,6 +214,26 @@ def test_every_qwen_metric_on_the_dashboard_is_exported_by_the_router(helm: Helm
     used = {m for p in dashboard["panels"] for t in p.get("targets", []) for m in re.findall(r"qwen_\w+", t["expr"])}
     assert {"qwen_engine_prefix_cache_hits_total", "qwen_router_replica_requests_total"} <= used
     assert used <= exported, sorted(used - exported)
+
+
+def _autoscaling_metrics(metrics: Any) -> None:
+    """Register and feed the autoscaling and scale-from-zero metrics (serve.router.autoscale_view, coldstart)."""
+    import time
+
+    from serve.config import FleetConfig
+    from serve.router.autoscale_view import AutoscaleView
+    from serve.router.coldstart import ColdStart
+    from serve.router.upstream import StaticRegistry
+    from tests.autoscale.fleet import NAME, autoscale_fleet
+
+    fleet = FleetConfig.from_dict(autoscale_fleet(), check_paths=False)
+    registry = StaticRegistry({})
+    cold = ColdStart(fleet, registry, metrics)
+    cold.m_seconds.labels("m").observe(30.0)
+    cold.m_count.labels("m").inc()
+    cold.m_held.labels("m").set(1)
+    view = AutoscaleView(fleet, registry, metrics)
+    view.records = {NAME: {"desired": 2, "target_replicas": 1, "value": 5.0, "updated": time.time()}}
 
 
 @pytest.mark.parametrize("profile", PROFILES)

@@ -177,3 +177,29 @@ async def test_kv_registry_reads_the_frontend_urls_of_a_record(monkeypatch: pyte
     snap = {r["replica"]: r for r in reg.snapshot()["coder"]}
     assert snap["a"]["urls"] == ["http://h:7", "http://h:8"]
     assert json.loads(kv.data[b"qwen-serve/endpoints/coder/a"])["url"] == "http://h:1"
+
+
+async def test_frontend_gate_refuses_without_the_secret_and_shares_its_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frontend process is behind the same gate as the replica's own app (vLLM adds it via --middleware)."""
+    import multiprocessing
+
+    import httpx
+
+    from serve import engine_gate
+    from serve.security.engine_secret import HEADER
+
+    shared = multiprocessing.get_context("spawn").RawValue("i", 0)
+    seen: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(int(shared.value))  # counted while in flight
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    monkeypatch.setattr(engine_gate, "FRONTEND_GATE", ("s3cret", engine_gate.SharedInflightCounter(shared), True))
+    gated = engine_gate.FrontendGate(app)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gated), base_url="http://f") as c:
+        assert (await c.get("/health")).status_code == 401
+        assert (await c.get("/health", headers={HEADER: "wrong"})).status_code == 401
+        assert (await c.get("/health", headers={HEADER: "s3cret"})).status_code == 200
+    assert seen == [1] and shared.value == 0

@@ -94,6 +94,13 @@ app.kubernetes.io/part-of: qwen-serve
       name: {{ . }}
       key: {{ $.Values.apiKeys.key }}
 {{- end }}
+{{- with .Values.engineSecret.existingSecret }}
+- name: QWEN_SERVE_ENGINE_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.engineSecret.key }}
+{{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}

@@ -12,6 +12,7 @@ metadata:
   labels:
     {{- include "qwen-serve.labels" $root | nindent 4 }}
     app.kubernetes.io/component: {{ .component }}
+    qwen-serve/ray-node: "true"
     {{- with $g.labels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
