@@ -23,6 +23,7 @@ from serve.config.paths import expand_path, expand_vars
 from serve.config.specs import (
     Accelerator,
     Autoscaling,
+    GcsFaultTolerance,
     InputLimits,
     LoraSpec,
     RateLimitSpec,
@@ -42,6 +43,7 @@ __all__ = [
     "ConfigError",
     "DeploymentSpec",
     "FleetConfig",
+    "GcsFaultTolerance",
     "InputLimits",
     "LoraSpec",
     "RateLimitSpec",

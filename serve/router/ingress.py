@@ -60,7 +60,16 @@ class RouterIngress:
         self._engines = engines or {}
 
     async def __serve_build_asgi_app__(self) -> Any:
+        from serve.hotswap import RouterHost
         from serve.router.app import create_app
         from serve.router.upstream import RayKVRegistry
 
-        return create_app(self._fleet, RayKVRegistry(), echo_request_id=False)
+        registry = RayKVRegistry()
+        self._host = RouterHost(self._fleet, lambda fleet: create_app(fleet, registry, echo_request_id=False))
+        return self._host.app
+
+    async def reconfigure(self, user_config: Any) -> None:
+        """Apply a changed fleet in place (``qwen-serve up`` on a running stack; see ``serve.hotswap``)."""
+        host = getattr(self, "_host", None)
+        if host is not None:
+            await host.reconfigure(user_config)
