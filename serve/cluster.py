@@ -81,12 +81,16 @@ def router_actor_options(fleet: FleetConfig) -> dict[str, Any]:
     resources = dict(fleet.ray.router_resources)
     if fleet.ray.router_placement == "head":
         resources[HEAD_NODE_RESOURCE] = _LABEL_SHARE
-    options: dict[str, Any] = {
-        "num_cpus": 1,
+    from serve.stack import ingress_env
+
+    env = {
+        # The direct-ingress settings, also on a joined cluster whose nodes were started without them.
+        **ingress_env(fleet),
         # The router's own code runs on the replica's main event loop (where direct ingress serves HTTP),
         # so relayed chunks never hop threads; engines keep Serve's default.
-        "runtime_env": {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}},
+        "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     }
+    options: dict[str, Any] = {"num_cpus": 1, "runtime_env": {"env_vars": env}}
     if resources:
         options["resources"] = resources
     return options

@@ -188,7 +188,10 @@ def deploy(fleet: Any, out: TextIO, *, update: bool = False) -> None:
         # The fallback proxy only runs on the head: with direct ingress it serves nothing, and proxies on
         # several nodes of one host would fight over its port.
         location = "HeadOnly" if fleet.ray.direct_ingress else "EveryNode"
-        serve.start(proxy_location=location, http_options={"host": fleet.host, "port": proxy_port(fleet)})
+        # The controller reads the direct-ingress settings from its own environment; on a joined cluster
+        # they come from here (a head started by `up` has them already).
+        serve.start(proxy_location=location, http_options={"host": fleet.host, "port": proxy_port(fleet)},
+                    controller_options={"runtime_env": {"env_vars": {**RAY_ENV, **ingress_env(fleet)}}})
     app = build_application(fleet)
     serve._run(app, name=APP_NAME, route_prefix="/", _blocking=False)
     verb = "updating in place" if update else "deploying"
