@@ -49,6 +49,8 @@ class Lifespan:
             self._task.result()  # raises the app's error
             raise RuntimeError(f"ASGI lifespan ended before {expected}")
         event = getter.result()
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            logger.warning("router app lifespan failed: %s", type(task.exception()).__name__)
         if event != expected:
             raise RuntimeError(f"ASGI lifespan: {event}")
 

@@ -181,3 +181,30 @@ async def test_router_host_applies_only_a_changed_fleet() -> None:
     changed = FleetConfig.from_dict(multinode_fleet(8000, extra=True))
     assert await host.reconfigure({"fleet": changed.model_dump(mode="json")}) is True
     assert built == [MODEL, f"{MODEL},{EXTRA}"] and host.fleet.deployment(EXTRA).name == EXTRA
+
+
+# --- joined clusters: state and `down` ------------------------------------------------------------------
+def test_down_on_a_joined_cluster_removes_only_the_app(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from serve import stack
+
+    monkeypatch.setattr(stack, "STATE_DIR", tmp_path)
+    monkeypatch.setattr(stack, "STATE_FILE", tmp_path / "stack.json")
+    calls: list[str] = []
+    monkeypatch.setattr(stack, "remove_app", lambda address, out: calls.append(f"remove {address}"))
+    monkeypatch.setattr(stack, "stop_ray", lambda out: calls.append("stop ray"))
+    stack.save_state(fleet(), address="10.0.0.5:6379", owns_cluster=False)
+    assert stack.load_state()["url"] == "http://10.0.0.5:8000"  # router on the head of that cluster
+    stack.shutdown(io.StringIO())
+    assert calls == ["remove 10.0.0.5:6379"] and not (tmp_path / "stack.json").exists()
+
+
+def test_public_host() -> None:
+    from serve import stack
+
+    assert stack.public_host(fleet(), None) == "127.0.0.1"
+    assert stack.public_host(fleet(), "ray://head.svc:10001") == "head.svc"
+    assert stack.public_host(fleet(router_placement="any"), "10.0.0.5:6379") == "127.0.0.1"
+    bound = FleetConfig.from_dict({**multinode_fleet(8000), "host": "10.1.1.1"})
+    assert stack.public_host(bound, "10.0.0.5:6379") == "10.1.1.1"
