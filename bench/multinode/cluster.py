@@ -132,6 +132,9 @@ class LocalCluster:
     def _env(self) -> dict[str, str]:
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **self.env}
         env.pop("RAY_ADDRESS", None)
+        # One auth mode for every node and driver: a head that finds ~/.ray/auth_token turns token auth on
+        # by itself, and worker nodes started without it are then refused. This cluster is local-only.
+        env.setdefault("RAY_AUTH_MODE", "disabled")
         if self.redis:
             env["RAY_REDIS_ADDRESS"] = f"127.0.0.1:{self.redis_port}"
             env["RAY_external_storage_namespace"] = "qwen-serve-multinode"

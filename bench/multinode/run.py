@@ -163,7 +163,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     state = Path("/tmp/qwen-serve-multinode-bench")
     state.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "QWEN_SERVE_STATE_DIR": str(state)}
+    env = {**os.environ, "QWEN_SERVE_STATE_DIR": str(state), "RAY_AUTH_MODE": "disabled"}  # as the cluster's
     env.pop("RAY_ADDRESS", None)
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -60,7 +60,7 @@ def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterS
     if ray_running():
         pytest.fail("a Ray cluster is already running here: the multi-node tests start their own")
     state = tmp_path_factory.mktemp("multinode")
-    env = {**os.environ, "QWEN_SERVE_STATE_DIR": str(state)}
+    env = {**os.environ, "QWEN_SERVE_STATE_DIR": str(state), "RAY_AUTH_MODE": "disabled"}  # as the cluster's
     env.pop("RAY_ADDRESS", None)
     cluster = LocalCluster(redis=True, head_cpus=3, log_dir=state / "logs")
     port = free_port()
