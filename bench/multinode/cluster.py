@@ -1,7 +1,7 @@
 """A real multi-node Ray cluster on one machine: a head, worker nodes, a Redis for GCS fault tolerance.
 
-Each node is its own ``ray start`` with its own node IP on the loopback network (127.0.0.1 for the head,
-127.0.0.2, 127.0.0.3, ... for workers), its own logical CPUs and a custom resource naming it, so a fleet can
+Each node is its own ``ray start``; worker nodes get their own loopback IPs (127.0.0.2, 127.0.0.3, ...; the head
+keeps the host's address), its own logical CPUs and a custom resource naming it, so a fleet can
 pin an engine to a node (``accelerator.resources: {node-a: 1}``) and the router relays across node
 addresses. Used by ``tests/multinode`` and ``bench/multinode/run.py``.
 
@@ -178,18 +178,37 @@ class LocalCluster:
             wait: Wait until the node is alive in the cluster.
         """
         ip = f"127.0.0.{2 + len(self.nodes)}"
-        res = {name: 1.0, **(resources or {})}
+        node = Node(name, ip, num_cpus, {name: 1.0, **(resources or {})})
+        self.nodes[name] = node
+        self._spawn(node)
+        if wait:
+            self._wait_joined(node)
+        return node
+
+    def _spawn(self, node: Node) -> None:
         import json
 
-        cmd = [_ray_bin(), "start", f"--address={self.address}", f"--node-ip-address={ip}",
-               f"--num-cpus={num_cpus}", f"--resources={json.dumps(res)}", "--block", "--disable-usage-stats"]
-        log = open(self.log_dir / f"node-{name}.log", "ab")  # noqa: SIM115 - the process owns it
-        proc = subprocess.Popen(cmd, env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        node = Node(name, ip, num_cpus, res, proc)
-        self.nodes[name] = node
-        if wait:
-            self.wait_nodes()
-        return node
+        cmd = [_ray_bin(), "start", f"--address={self.address}", f"--node-ip-address={node.ip}",
+               f"--num-cpus={node.num_cpus}", f"--resources={json.dumps(node.resources)}", "--block",
+               "--disable-usage-stats"]
+        log = open(self.log_dir / f"node-{node.name}.log", "ab")  # noqa: SIM115 - the process owns it
+        node.proc = subprocess.Popen(cmd, env=self._env(), stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def _wait_joined(self, node: Node, attempts: int = 3, timeout_s: float = 150.0) -> None:
+        """Wait until ``node`` is alive; start it again when its ``ray start`` gave up (on a loaded 2-core
+        host a raylet can miss ``ray start``'s 30 s registration window)."""
+        for _ in range(attempts):
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                if node.ip in self.alive_ips():
+                    return
+                if node.proc is not None and node.proc.poll() is not None:
+                    break
+                time.sleep(2.0)
+            self.kill_node(node.name)
+            self._spawn(node)
+        raise TimeoutError(f"worker node {node.name} ({node.ip}) did not join")
 
     def alive_ips(self, timeout_s: float = 60.0) -> set[str]:
         """Node IPs the GCS reports alive (asked from a short-lived driver, so this process stays Ray-free)."""
@@ -219,6 +238,12 @@ class LocalCluster:
 
         return list(json.loads(r.stdout.strip().splitlines()[-1]))
 
+    def head_ip(self) -> str:
+        """The head's node IP (Ray may report the host's address rather than the loopback it was given)."""
+        workers = {n.ip for n in self.nodes.values()}
+        (ip,) = self.alive_ips() - workers
+        return ip
+
     def node_of_ip(self, ip: str) -> str | None:
         """Name of the worker node with IP ``ip`` (None for the head or an unknown IP)."""
         return next((n.name for n in self.nodes.values() if n.ip == ip), None)
@@ -229,12 +254,12 @@ class LocalCluster:
         Raises:
             TimeoutError: Some node is not alive within ``timeout_s``.
         """
-        want = {"127.0.0.1", *(n.ip for n in self.nodes.values() if n.proc and n.proc.poll() is None)}
+        want = {n.ip for n in self.nodes.values() if n.proc and n.proc.poll() is None}
         deadline = time.monotonic() + timeout_s
         seen: set[str] = set()
         while time.monotonic() < deadline:
             seen = self.alive_ips()
-            if want <= seen:
+            if want <= seen and len(seen) > len(want):  # the workers and the head
                 return
             time.sleep(1.0)
         raise TimeoutError(f"nodes alive: {sorted(seen)}; wanted {sorted(want)}")
@@ -254,15 +279,9 @@ class LocalCluster:
 
     def restart_node(self, name: str) -> Node:
         """Start worker node ``name`` again (same IP and resources): a replacement host joins."""
-        import json
-
         node = self.nodes[name]
-        cmd = [_ray_bin(), "start", f"--address={self.address}", f"--node-ip-address={node.ip}",
-               f"--num-cpus={node.num_cpus}", f"--resources={json.dumps(node.resources)}", "--block",
-               "--disable-usage-stats"]
-        log = open(self.log_dir / f"node-{name}.log", "ab")  # noqa: SIM115 - the process owns it
-        node.proc = subprocess.Popen(cmd, env=self._env(), stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self._spawn(node)
+        self._wait_joined(node)
         return node
 
     def gcs_pid(self) -> int | None:

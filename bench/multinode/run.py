@@ -174,7 +174,8 @@ def main() -> int:
         t0 = time.monotonic()
         cluster.start()
         for name in ("node-a", "node-b", "node-c"):
-            cluster.add_worker(name, num_cpus=3, resources={POOL: 1}, wait=False)
+            # One after another: a loaded 2-core host registers them more reliably than all at once.
+            cluster.add_worker(name, num_cpus=3, resources={POOL: 1})
         cluster.wait_nodes()
         results["cluster_start_s"] = round(time.monotonic() - t0, 1)
         up = _cli(env, "up", "--config", str(write(state / "fleet.yaml", port)), "--address", cluster.address,

@@ -69,7 +69,8 @@ def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterS
     try:
         cluster.start()
         for name in ("node-a", "node-b", "node-c"):
-            cluster.add_worker(name, num_cpus=3, resources={POOL: 1}, wait=False)
+            # One after another: a loaded 2-core host registers them more reliably than all at once.
+            cluster.add_worker(name, num_cpus=3, resources={POOL: 1})
         cluster.wait_nodes()
         up = stack.up()
         if up.returncode != 0:

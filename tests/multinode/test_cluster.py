@@ -60,7 +60,7 @@ def test_engines_on_workers_router_on_head(cluster_stack: ClusterStack) -> None:
     assert len(replicas) == 2 and set(replicas.values()) <= WORKER_IPS
     assert len(set(replicas.values())) == 2, replicas  # engine-pool: 1 per node -> two different nodes
     routers = cluster_stack.cluster.actors("ServeReplica:qwen-serve:router")
-    assert [r["ip"] for r in routers] == ["127.0.0.1"], routers
+    assert [r["ip"] for r in routers] == [cluster_stack.cluster.head_ip()], routers
     client = OpenAI(base_url=cluster_stack.url + "/v1", api_key="none", max_retries=0, timeout=120)
     served = set()
     for _ in range(6):
