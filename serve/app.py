@@ -31,25 +31,27 @@ def build_application(fleet: FleetConfig) -> Application:
     """
     from ray import serve
 
+    from serve.cluster import engine_version, router_actor_options, router_version, set_version
     from serve.deployments import build_engine_deployment
     from serve.router.ingress import RouterIngress
 
     if fleet.security.engine_auth:
         _ensure_engine_secret()
-    engines = {spec.name: build_engine_deployment(spec, fleet) for spec in fleet.deployments}
+    engines = {spec.name: set_version(build_engine_deployment(spec, fleet), engine_version(spec, fleet))
+               for spec in fleet.deployments}
+    fleet_json = fleet.model_dump(mode="json")
     router = serve.deployment(
         RouterIngress,
         name=ROUTER_DEPLOYMENT,
         # The router does its own admission control per deployment; Serve's limit only bounds the replica.
         max_ongoing_requests=100_000,
-        # The router's own code runs on the replica's main event loop (where direct ingress serves HTTP), so
-        # relayed chunks never hop threads; engines keep Serve's default.
-        ray_actor_options={"num_cpus": 1,
-                           "runtime_env": {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}}},
+        ray_actor_options=router_actor_options(fleet),
         num_replicas=fleet.ray.router_replicas,
         health_check_period_s=5,
+        # A changed fleet reaches the live router through reconfigure (serve/hotswap.py), not a restart.
+        user_config={"fleet": fleet_json},
     )
-    return router.bind(fleet.model_dump(mode="json"), engines)  # type: ignore[attr-defined]
+    return set_version(router.bind(fleet_json, engines), router_version(fleet))  # type: ignore[attr-defined]
 
 
 def _ensure_engine_secret() -> None:

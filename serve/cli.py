@@ -47,12 +47,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         out.write(f"models: checking {len(tiny)} tiny model(s)\n")
         for path in build_fleet_tiny_models(fleet):
             out.write(f"  {path}\n")
-    stack.wait_port_free(fleet.host, fleet.port)
-    num_cpus = fleet.ray.num_cpus or max(8, 2 * len(fleet.deployments) + 4)
-    stack.start_ray(num_cpus, {**fleet.ray.env, **stack.ingress_env(fleet)}, out)
-    stack.deploy(fleet, out)
-    stack.save_state(fleet)
-    base = f"http://{stack._client_host(fleet.host)}:{fleet.port}"
+    address, owns, update = _prepare_ray(args, fleet, out)
+    stack.deploy(fleet, out, update=update)
+    stack.save_state(fleet, address=address, owns_cluster=owns)
+    base = f"http://{stack.public_host(fleet, address)}:{fleet.port}"
     if not stack.wait_ready(base, args.timeout, out, [d.name for d in fleet.deployments]):
         out.write(f"not ready after {args.timeout:.0f}s; see `qwen-serve status` and the Ray logs\n")
         return 1
@@ -75,6 +73,33 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack.drain(base, args.drain_timeout, out)
     stack.shutdown(out)
     return 0
+
+
+def _prepare_ray(args: argparse.Namespace, fleet: Any, out: Any) -> tuple[str | None, bool, bool]:
+    """Join the given cluster or start (or reuse) the local head, and connect to it.
+
+    Returns:
+        ``(address or None, whether the stack owns the cluster, whether the application already runs)``.
+    """
+    from serve import stack
+    from serve.cluster import job_env, resolve_address
+
+    address = resolve_address(getattr(args, "address", None), fleet)
+    ingress = stack.ingress_env(fleet)
+    if address is not None:
+        out.write(f"ray: joining the cluster at {address} (down removes the application only)\n")
+        stack.connect(address, job_env(fleet, ingress))
+        return address, False, stack.app_running()
+    owns = bool(stack.load_state().get("owns_cluster", True))
+    if stack.ray_running():
+        stack.connect(None)
+        if stack.app_running():
+            return None, owns, True
+    stack.wait_port_free(fleet.host, fleet.port)
+    num_cpus = fleet.ray.num_cpus or max(8, 2 * len(fleet.deployments) + 4)
+    started = stack.start_ray(num_cpus, {**fleet.ray.env, **ingress, **stack.gcs_ft_env(fleet)}, out)
+    stack.connect(None)
+    return None, started or owns, False
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -205,9 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-json", action="store_true", help="JSON log lines")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    up = sub.add_parser("up", help="start the stack (Ray + Serve: engines + router)")
+    up = sub.add_parser("up", help="start the stack (Ray + Serve: engines + router), join a cluster, or update "
+                        "a running stack in place")
     _add_fleet_args(up)
     up.add_argument("--port", type=int)
+    up.add_argument("--address", help="deploy onto this running Ray cluster (auto, HOST:PORT, ray://HOST:PORT; "
+                    "default: RAY_ADDRESS, else the fleet's ray.address, else start a local head)")
     up.add_argument("--detach", action="store_true", help="return once ready; the stack keeps running")
     up.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for readiness")
     up.add_argument("--drain-timeout", type=float, default=30.0)

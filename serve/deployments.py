@@ -68,20 +68,22 @@ def build_llm_config(spec: DeploymentSpec, fleet: FleetConfig | None = None) -> 
     env = dict(fleet.ray.env) if fleet is not None else {}
     # Replicas push their load to Serve's controller every second (Serve's default is 10 s).
     env.setdefault("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S", str(METRIC_PUSH_INTERVAL_S))
+    # CPU engines, shared GPUs and custom resources (node pools) get explicit bundles (serve/cluster.py).
+    from serve.cluster import engine_bundles
+
+    bundles = engine_bundles(spec)
+    if bundles is not None:
+        kwargs["placement_group_config"] = {"bundles": bundles}
     if spec.accelerator.type == "cpu":
         for key in _GPU_ONLY_KEYS:
             engine.pop(key, None)
-        # Without an explicit bundle Ray Serve LLM asks for a GPU and waits forever.
-        kwargs["placement_group_config"] = {"bundles": [{"CPU": 1}]}
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     elif spec.accelerator.gpu_type:
         kwargs["accelerator_type"] = _ray_accelerator_type(spec.accelerator.gpu_type)
     if spec.accelerator.type == "gpu" and spec.accelerator.gpu_fraction is not None:
         # Several replicas share one GPU: the replica's bundle and vLLM's Ray worker reserve the fraction
         # (vLLM counts any bundle with a GPU share as one device).
-        fraction = spec.accelerator.gpu_fraction
-        kwargs["placement_group_config"] = {"bundles": [{"CPU": 1, "GPU": fraction}]}
-        env.setdefault("VLLM_RAY_PER_WORKER_GPUS", str(fraction))
+        env.setdefault("VLLM_RAY_PER_WORKER_GPUS", str(spec.accelerator.gpu_fraction))
     if spec.engine_frontends:
         # Each frontend process gets a logical CPU in the replica's bundle (Ray Serve LLM merges the replica
         # actor's resources into the engine's first bundle), so placement counts them.

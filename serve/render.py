@@ -323,9 +323,28 @@ def render_rayservice(
                     "template": head,
                 },
                 "workerGroupSpecs": workers,
+                **gcs_fault_tolerance_options(fleet),
             },
         },
     }
+
+
+def gcs_fault_tolerance_options(fleet: FleetConfig) -> dict[str, Any]:
+    """KubeRay's ``gcsFaultToleranceOptions`` from ``ray.gcs_fault_tolerance`` (empty without one).
+
+    With them the head keeps the GCS state in Redis, so a restarted head pod reloads the cluster and the
+    worker pods (engines, and the router when it runs on a worker) keep serving through the restart.
+    """
+    ft = fleet.ray.gcs_fault_tolerance
+    if ft is None:
+        return {}
+    opts: dict[str, Any] = {"redisAddress": ft.redis_address}
+    if ft.external_storage_namespace:
+        opts["externalStorageNamespace"] = ft.external_storage_namespace
+    if ft.redis_password_secret:
+        name, key = ft.redis_password_secret.split("/", 1)
+        opts["redisPassword"] = {"valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
+    return {"gcsFaultToleranceOptions": opts}
 
 
 class _Dumper(yaml.SafeDumper):

@@ -1,7 +1,10 @@
-"""Start, watch and stop a local stack: a Ray head, the Serve application, readiness polling, drain.
+"""Start, join, update, watch and stop the stack: a Ray head, the Serve application, readiness, drain.
 
-Used by ``qwen-serve up/down/status``. Ray runs as its own head process (``ray start --head``) so the stack
-survives ``up --detach`` and can be stopped by ``down`` from another shell.
+Used by ``qwen-serve up/down/status``. Without an address Ray runs as the stack's own head process
+(``ray start --head``) so the stack survives ``up --detach`` and can be stopped by ``down`` from another
+shell. With an address (``--address``, ``RAY_ADDRESS``, ``ray.address``) the application is deployed onto
+that running cluster, and ``down`` removes the application only. ``up`` on a running stack updates the
+application in place (see ``serve/cluster.py`` for what restarts and what keeps serving).
 """
 
 from __future__ import annotations
@@ -81,11 +84,26 @@ def proxy_port(fleet: Any) -> int:
     return fleet.port + 1000 if fleet.ray.direct_ingress else fleet.port
 
 
-def start_ray(num_cpus: int, env: dict[str, str], out: TextIO) -> None:
-    """Start a local Ray head with ``num_cpus`` logical CPUs (more than cores, so every deployment schedules)."""
+def gcs_ft_env(fleet: Any) -> dict[str, str]:
+    """Environment that makes a head's GCS keep its state in the fleet's Redis (empty without one)."""
+    ft = fleet.ray.gcs_fault_tolerance
+    if ft is None:
+        return {}
+    env = {"RAY_REDIS_ADDRESS": ft.redis_address}
+    if ft.external_storage_namespace:
+        env["RAY_external_storage_namespace"] = ft.external_storage_namespace
+    return env
+
+
+def start_ray(num_cpus: int, env: dict[str, str], out: TextIO) -> bool:
+    """Start a local Ray head with ``num_cpus`` logical CPUs (more than cores, so every deployment schedules).
+
+    Returns:
+        True when this call started the head, False when a running local head is reused.
+    """
     if ray_running():
         out.write("ray: reusing the running local Ray head\n")
-        return
+        return False
     full_env = {**os.environ, **RAY_ENV, **env}
     cmd = [_ray_bin(), "start", "--head", f"--num-cpus={num_cpus}", "--include-dashboard=false",
            "--disable-usage-stats"]
@@ -93,6 +111,7 @@ def start_ray(num_cpus: int, env: dict[str, str], out: TextIO) -> None:
     r = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=180)
     if r.returncode != 0:
         raise RuntimeError("`ray start` failed:\n" + r.stdout[-2000:] + r.stderr[-2000:])
+    return True
 
 
 def stop_ray(out: TextIO) -> None:
@@ -123,29 +142,64 @@ def wait_port_free(host: str, port: int, timeout_s: float = 60.0) -> None:
         time.sleep(0.5)
 
 
-def deploy(fleet: Any, out: TextIO) -> None:
-    """Deploy the fleet's Serve application on the running Ray head (returns without waiting)."""
+def connect(address: str | None, env: dict[str, str] | None = None) -> None:
+    """Connect this process to Ray: the cluster at ``address``, else the local head.
+
+    Args:
+        address: ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``; None for the local head.
+        env: Job environment (a joined cluster's Serve controller and replicas inherit it).
+    """
     import ray
+
+    if ray.is_initialized():
+        return
+    runtime_env = {"env_vars": env} if env else None
+    ray.init(address=address or "auto", logging_level=logging.WARNING, log_to_driver=False,
+             runtime_env=runtime_env)
+
+
+def app_running() -> bool:
+    """Whether the qwen-serve application runs on the connected cluster."""
+    from ray import serve
+
+    from serve.app import APP_NAME
+
+    try:
+        return APP_NAME in serve.status().applications
+    except Exception:  # noqa: BLE001 - Serve not started on this cluster yet
+        return False
+
+
+def deploy(fleet: Any, out: TextIO, *, update: bool = False) -> None:
+    """Deploy the fleet's Serve application on the connected cluster (returns without waiting).
+
+    Args:
+        fleet: The fleet config.
+        out: Progress output.
+        update: The application already runs: update it in place. Engines whose settings did not change
+            keep their replicas, changed ones are replaced, removed ones stop, new ones start; the router
+            takes the new fleet without a restart (``serve/hotswap.py``).
+    """
     from ray import serve
 
     from serve.app import APP_NAME, build_application
 
-    ray.init(address="auto", logging_level=logging.WARNING, log_to_driver=False)
-    try:
-        running = APP_NAME in serve.status().applications
-    except Exception:  # noqa: BLE001 - Serve not started on this cluster yet
-        running = False
-    if running:
-        raise RuntimeError(f"a qwen-serve application already runs on this Ray cluster ({load_state().get('url')}); "
-                           "stop it with `qwen-serve down` first")
-    serve.start(http_options={"host": fleet.host, "port": proxy_port(fleet)})
-    if fleet.security.engine_auth:  # each fleet start gets its own engine secret (serve.security.engine_secret)
-        from serve.security import engine_secret
+    if not update:
+        # The fallback proxy only runs on the head: with direct ingress it serves nothing, and proxies on
+        # several nodes of one host would fight over its port.
+        location = "HeadOnly" if fleet.ray.direct_ingress else "EveryNode"
+        # The controller reads the direct-ingress settings from its own environment; on a joined cluster
+        # they come from here (a head started by `up` has them already).
+        serve.start(proxy_location=location, http_options={"host": fleet.host, "port": proxy_port(fleet)},
+                    controller_options={"runtime_env": {"env_vars": {**RAY_ENV, **ingress_env(fleet)}}})
+        if fleet.security.engine_auth:  # each fleet start gets its own engine secret (serve.security.engine_secret)
+            from serve.security import engine_secret
 
-        engine_secret.rotate()
+            engine_secret.rotate()
     app = build_application(fleet)
     serve._run(app, name=APP_NAME, route_prefix="/", _blocking=False)
-    out.write(f"serve: deploying {len(fleet.deployments)} engine deployment(s) + router\n")
+    verb = "updating in place" if update else "deploying"
+    out.write(f"serve: {verb} {len(fleet.deployments)} engine deployment(s) + router\n")
 
 
 def http_json(url: str, *, method: str = "GET", timeout: float = 5.0) -> tuple[int, Any]:
@@ -193,11 +247,27 @@ def wait_ready(base_url: str, timeout_s: float, out: TextIO, names: list[str]) -
     return False
 
 
-def save_state(fleet: Any) -> None:
-    """Remember where the running stack listens (for ``down`` and ``status``)."""
+def save_state(fleet: Any, *, address: str | None = None, owns_cluster: bool = True) -> None:
+    """Remember where the running stack listens and whose Ray cluster it runs on (for ``down``, ``status``).
+
+    Args:
+        fleet: The fleet config.
+        address: The joined cluster's address (None: the local head).
+        owns_cluster: The stack started the Ray cluster itself, so ``down`` stops it.
+    """
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    STATE_FILE.write_text(json.dumps({"url": f"http://{_client_host(fleet.host)}:{fleet.port}",
-                                      "name": fleet.name, "pid": os.getpid()}))
+    STATE_FILE.write_text(json.dumps({"url": f"http://{public_host(fleet, address)}:{fleet.port}",
+                                      "name": fleet.name, "pid": os.getpid(), "address": address,
+                                      "owns_cluster": owns_cluster}))
+
+
+def public_host(fleet: Any, address: str | None) -> str:
+    """Host clients reach the router at: the bind host, else (wildcard bind, router on the head of a remote
+    cluster) the head's host, else 127.0.0.1."""
+    host = _client_host(fleet.host)
+    if host != "127.0.0.1" or not address or address == "auto" or fleet.ray.router_placement != "head":
+        return host
+    return address.removeprefix("ray://").rsplit(":", 1)[0] or host
 
 
 def load_state() -> dict[str, Any]:
@@ -233,8 +303,30 @@ def drain(base_url: str, timeout_s: float, out: TextIO) -> None:
     out.write("\ndrain: timeout reached; stopping with requests in flight\n")
 
 
+def remove_app(address: str | None, out: TextIO) -> None:
+    """Delete only the qwen-serve application from a cluster the stack joined (the cluster keeps running)."""
+    from ray import serve
+
+    from serve.app import APP_NAME
+
+    try:
+        connect(address)
+        if app_running():
+            serve.delete(APP_NAME)
+            out.write(f"serve: application {APP_NAME} removed; the Ray cluster keeps running\n")
+        else:
+            out.write("serve: no qwen-serve application on this cluster\n")
+    except Exception as exc:  # noqa: BLE001 - the cluster may be gone
+        out.write(f"serve: cluster not reachable ({type(exc).__name__}); nothing removed\n")
+
+
 def shutdown(out: TextIO) -> None:
-    """Shut Serve down and stop Ray."""
+    """Stop the stack: remove the application from a joined cluster, or shut Serve down and stop Ray."""
+    state = load_state()
+    if state.get("owns_cluster") is False:
+        remove_app(state.get("address"), out)
+        STATE_FILE.unlink(missing_ok=True)
+        return
     if not ray_running():
         out.write("serve: no Ray cluster is running\n")
         stop_ray(out)
@@ -244,10 +336,9 @@ def shutdown(out: TextIO) -> None:
         STATE_FILE.unlink(missing_ok=True)
         return
     try:
-        import ray
         from ray import serve
 
-        ray.init(address="auto", logging_level=logging.WARNING, log_to_driver=False)
+        connect(None)
         serve.shutdown()
         out.write("serve: shut down\n")
     except Exception as exc:  # noqa: BLE001 - Ray may already be gone

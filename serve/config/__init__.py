@@ -23,6 +23,7 @@ from serve.config.paths import expand_path, expand_vars
 from serve.config.specs import (
     Accelerator,
     Autoscaling,
+    GcsFaultTolerance,
     InputLimits,
     LeastLoadedRouting,
     LoraSpec,
@@ -45,6 +46,7 @@ __all__ = [
     "ConfigError",
     "DeploymentSpec",
     "FleetConfig",
+    "GcsFaultTolerance",
     "InputLimits",
     "LoraSpec",
     "RateLimitSpec",

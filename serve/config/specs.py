@@ -44,12 +44,21 @@ class Accelerator(StrictModel):
         gpu_type: GPU model from the catalog's table (H200, H100, A100-80GB, ...); enables capability checks.
         gpu_fraction: Share of one GPU a replica reserves in Ray when several deployments share a GPU
             (count must be 1; the engine's gpu_memory_utilization must not exceed it).
+        resources: Custom Ray resources one replica asks for, e.g. ``{qwen-gpu-pool: 1}``: the replica only
+            runs on nodes that advertise them (``ray start --resources``, a KubeRay group's ``resources``
+            rayStartParam), which pins a deployment to a node pool on a multi-node cluster.
     """
 
     type: Literal["cpu", "gpu"] = "cpu"
     count: int = Field(default=1, ge=1)
     gpu_type: str | None = None
     gpu_fraction: float | None = Field(default=None, gt=0, le=1)
+    resources: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("resources")
+    @classmethod
+    def _custom_resources(cls, value: dict[str, float]) -> dict[str, float]:
+        return check_custom_resources(value)
 
     @field_validator("gpu_type")
     @classmethod
@@ -74,6 +83,27 @@ class Accelerator(StrictModel):
 ScalingSignal = Literal["ongoing", "waiting", "kv_usage"]
 #: Per-replica target of each signal when ``autoscaling.target`` is not given.
 DEFAULT_SIGNAL_TARGETS: dict[str, float] = {"ongoing": 16.0, "waiting": 2.0, "kv_usage": 0.7}
+
+
+#: Ray's built-in resource names: placement through them is the accelerator's job, not a custom label's.
+_BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
+_RESOURCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$")
+
+
+def check_custom_resources(value: dict[str, float]) -> dict[str, float]:
+    """Validate a mapping of custom Ray resource labels to amounts (> 0, not Ray's built-in names).
+
+    Raises:
+        ValueError: A built-in or malformed name, or an amount that is not positive.
+    """
+    for name, amount in value.items():
+        if name in _BUILTIN_RESOURCES:
+            raise ValueError(f"resource {name!r} is Ray's own; use accelerator.type/count for CPUs and GPUs")
+        if not _RESOURCE_RE.match(name):
+            raise ValueError(f"resource name {name!r} must match {_RESOURCE_RE.pattern}")
+        if not amount > 0:
+            raise ValueError(f"resource {name!r}: amount must be > 0, got {amount}")
+    return value
 
 
 class Autoscaling(StrictModel):
@@ -398,23 +428,56 @@ class SecuritySpec(StrictModel):
         return self
 
 
+class GcsFaultTolerance(StrictModel):
+    """Ray GCS fault tolerance: the head's cluster state kept in an external Redis.
+
+    With it, a restarted GCS (a head pod KubeRay recreates, a ``gcs_server`` a supervisor restarts) reloads
+    the cluster's actors, placement groups and internal KV (the engines' endpoint records), and worker nodes
+    reconnect instead of exiting: engines and the router keep serving through the restart.
+
+    Attributes:
+        redis_address: ``host:port`` of the Redis (``RAY_REDIS_ADDRESS`` / KubeRay ``gcsFaultToleranceOptions``).
+        redis_password_secret: ``<secret name>/<key>`` of a Kubernetes secret holding the Redis password.
+        external_storage_namespace: Key prefix in Redis, unique per cluster sharing one Redis.
+    """
+
+    redis_address: str = Field(pattern=r"^[A-Za-z0-9._-]+:[0-9]{1,5}$")
+    redis_password_secret: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]*/[A-Za-z0-9._-]+$")
+    external_storage_namespace: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
+
+
 class RaySpec(StrictModel):
-    """How the stack starts or joins Ray.
+    """How the stack starts or joins Ray, and where the router runs on a cluster.
 
     Attributes:
         num_cpus: Logical CPUs for a local ``ray.init`` (more than cores so every deployment schedules).
         env: Runtime environment variables for every replica.
-        address: An existing cluster to join (None: start a local one).
+        address: An existing cluster to join (``auto``, ``HOST:PORT`` of its GCS, or ``ray://HOST:PORT``);
+            None starts a local head (``qwen-serve up --address`` and ``RAY_ADDRESS`` override it). A joined
+            cluster is never stopped by ``qwen-serve down``: only the application is removed.
         direct_ingress: Let the router replica serve HTTP itself on the fleet's port (Ray Serve's direct
             ingress) instead of behind Ray's HTTP proxy: no Ray actor hop per streamed chunk.
         router_replicas: Replicas of the router ingress deployment.
+        router_placement: ``any`` (wherever Ray finds a CPU) or ``head`` (the head node, whose address
+            clients already know; the router needs no accelerator).
+        router_resources: Custom Ray resources the router replica asks for (e.g. a CPU node pool's label).
+        gcs_fault_tolerance: External Redis for the GCS (rendered into the RayService; ``up`` on a local
+            head sets it up when given).
     """
 
     num_cpus: int | None = Field(default=None, ge=1)
     env: dict[str, str] = Field(default_factory=dict)
-    address: str | None = None
+    address: str | None = Field(default=None, min_length=1)
     direct_ingress: bool = True
     router_replicas: int = Field(default=1, ge=1)
+    router_placement: Literal["any", "head"] = "any"
+    router_resources: dict[str, float] = Field(default_factory=dict)
+    gcs_fault_tolerance: GcsFaultTolerance | None = None
+
+    @field_validator("router_resources")
+    @classmethod
+    def _custom_resources(cls, value: dict[str, float]) -> dict[str, float]:
+        return check_custom_resources(value)
 
 
 __all__ = [
@@ -425,6 +488,7 @@ __all__ = [
     "Autoscaling",
     "ColdStartSpec",
     "DEFAULT_SIGNAL_TARGETS",
+    "GcsFaultTolerance",
     "InputLimits",
     "KeyRateLimit",
     "LoraSpec",
@@ -437,4 +501,5 @@ __all__ = [
     "SecuritySpec",
     "StrictModel",
     "TaskPolicy",
+    "check_custom_resources",
 ]

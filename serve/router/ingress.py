@@ -62,6 +62,7 @@ class RouterIngress:
         self._wake_handles: dict[str, DeploymentHandle] = {}
 
     async def __serve_build_asgi_app__(self) -> Any:
+        from serve.hotswap import RouterHost
         from serve.router.app import create_app
         from serve.router.autoscale_view import ray_kv_reader
         from serve.router.upstream import RayKVRegistry
@@ -71,8 +72,19 @@ class RouterIngress:
         if self._fleet.security.engine_auth and secret is None:
             logger.error("no engine secret (env %s or Ray KV): the engines will refuse every request",
                          engine_secret.ENV)
-        return create_app(self._fleet, RayKVRegistry(), echo_request_id=False, waker=self._wake,
-                          engine_secret=secret, autoscale_reader=ray_kv_reader)
+        registry = RayKVRegistry()
+        # The router app is rebuilt in place when the fleet changes (``serve.hotswap``), with the same waker,
+        # engine secret and registry.
+        self._host = RouterHost(self._fleet, lambda fleet: create_app(
+            fleet, registry, echo_request_id=False, waker=self._wake, engine_secret=secret,
+            autoscale_reader=ray_kv_reader))
+        return self._host.app
+
+    async def reconfigure(self, user_config: Any) -> None:
+        """Apply a changed fleet in place (``qwen-serve up`` on a running stack; see ``serve.hotswap``)."""
+        host = getattr(self, "_host", None)
+        if host is not None:
+            await host.reconfigure(user_config)
 
     async def _wake(self, name: str) -> object:
         """Ask Serve for a replica of deployment ``name``: a call queued on its handle is demand to Serve's
@@ -81,8 +93,11 @@ class RouterIngress:
         handle = self._wake_handles.get(name)
         if handle is None:
             engine = self._engines.get(name)
-            if engine is None:
-                return None
+            if engine is None:  # a deployment added by a rolling update after this router started
+                from serve.app import APP_NAME
+                from serve.deployments import engine_deployment_name
+
+                engine = serve.get_deployment_handle(engine_deployment_name(name), APP_NAME)
             # Cached: each .options() copy is a handle with its own router and metrics pusher.
             handle = self._wake_handles[name] = engine.options(method_name="wake")
         return await handle.remote()

@@ -402,3 +402,30 @@ def test_notes_render(
     text = yaml.safe_load(proc.stdout)["data"]["notes"]
     assert expected in text and absent not in text
     assert ("install the KubeRay operator" in text.replace("Install", "install")) is (api is None)
+
+
+def test_gcs_fault_tolerance_from_the_fleet(helm: Helm, tmp_path: Path) -> None:
+    """fleet.ray.gcs_fault_tolerance renders KubeRay's gcsFaultToleranceOptions (Redis address, namespace,
+    password by secret reference), valid under the CRD, and matches `qwen-serve render`; absent without it."""
+    from serve.config import FleetConfig
+    from serve.render import gcs_fault_tolerance_options
+
+    assert "gcsFaultToleranceOptions" not in _rayservice(helm, "default")["spec"]["rayClusterConfig"]
+    values = profile_values("default")
+    values["fleet"].setdefault("ray", {})["gcs_fault_tolerance"] = {
+        "redis_address": "redis.ray.svc:6379", "redis_password_secret": "redis-auth/password",
+        "external_storage_namespace": "qwen-prod"}
+    path = tmp_path / "ft.yaml"
+    path.write_text(yaml.safe_dump({"fleet": values["fleet"]}))
+    proc = helm.run(*helm.template_args([path], monitoring=False), check=True)
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    ray = one(docs, "RayService")
+    opts = ray["spec"]["rayClusterConfig"]["gcsFaultToleranceOptions"]
+    assert opts == {"redisAddress": "redis.ray.svc:6379", "externalStorageNamespace": "qwen-prod",
+                    "redisPassword": {"valueFrom": {"secretKeyRef": {"name": "redis-auth", "key": "password"}}}}
+    assert kv.validate_all(docs) == {}
+    rendered = gcs_fault_tolerance_options(FleetConfig.from_dict(values["fleet"], check_paths=False))
+    assert rendered == {"gcsFaultToleranceOptions": opts}
+    bad = dict(values["fleet"], ray={"gcs_fault_tolerance": {"redis_address": "no-port"}})
+    path.write_text(yaml.safe_dump({"fleet": bad}))
+    assert helm.run(*helm.template_args([path], monitoring=False)).returncode != 0

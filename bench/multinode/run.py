@@ -1,0 +1,231 @@
+"""Multi-node figures: node loss, GCS restart, Serve controller restart and rolling update under load.
+
+Starts a real multi-node Ray cluster on this machine (``bench/multinode/cluster.py``: a head, three
+engine-pool worker nodes on their own loopback IPs, a Redis-backed GCS), deploys the stack onto it with
+``qwen-serve up --address`` (two tiny Qwen3 engine replicas on two workers, the router on the head), and
+runs each fault under steady streaming load (``bench/multinode/load.py``), recording every request.
+
+Figures per scenario: requests, failed requests (and whether they were in flight at the fault), hangs, the
+time from the fault until every new request succeeds, and (node loss) the time until the router has both
+replicas again. Writes ``bench/results/multinode/results.json`` and ``results.md``.
+
+Usage (it starts Ray and engines: run it under the machine's heavy lock)::
+
+    python bench/multinode/run.py [--out bench/results/multinode]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench.multinode.cluster import LocalCluster, free_port  # noqa: E402
+from bench.multinode.load import Load, summarize  # noqa: E402
+from tests.multinode.fleet import MODEL, POOL, write  # noqa: E402
+
+CONCURRENCY = 4
+MAX_TOKENS = 64
+
+
+def _cli(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "serve.cli", *args], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def _replica_hosts(url: str) -> dict[str, str]:
+    try:
+        eps = httpx.get(url + "/v1/status", timeout=5).json()["endpoints"].get(MODEL, [])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return {}
+    return {str(e["replica"]): str(urlparse(str(e["url"])).hostname) for e in eps}
+
+
+def _run_fault(url: str, fault: Any, *, settle_s: float = 15.0, warm_s: float = 6.0) -> dict[str, Any]:
+    load = Load(url, MODEL, concurrency=CONCURRENCY, max_tokens=MAX_TOKENS).start()
+    time.sleep(warm_s)
+    fault_at = time.monotonic()
+    extra = fault() or {}
+    time.sleep(settle_s)
+    outcomes = load.stop()
+    summary = summarize(outcomes, fault_at)
+    ok = [o for o in outcomes if o.ok]
+    summary["e2e_mean_s"] = round(sum(o.end - o.start for o in ok) / max(1, len(ok)), 3)
+    return {**summary, **extra}
+
+
+def node_loss(cluster: LocalCluster, url: str) -> dict[str, Any]:
+    """SIGKILL every process of a worker node holding an engine replica."""
+    victim_ip = sorted(_replica_hosts(url).values())[0]
+    victim = cluster.node_of_ip(victim_ip)
+    assert victim is not None
+    times: dict[str, Any] = {}
+
+    def fault() -> dict[str, Any]:
+        t0 = time.monotonic()
+        cluster.kill_node(victim)
+        times["t0"] = t0
+        return {"killed_node": victim}
+
+    result = _run_fault(url, fault, settle_s=10)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        hosts = _replica_hosts(url)
+        if len(hosts) == 2 and victim_ip not in hosts.values():
+            result["full_capacity_after_s"] = round(time.monotonic() - times["t0"], 1)
+            break
+        time.sleep(1.0)
+    else:
+        result["full_capacity_after_s"] = None
+    return result
+
+
+def gcs_restart(cluster: LocalCluster, url: str, down_s: float = 10.0) -> dict[str, Any]:
+    """Kill the GCS server, keep it down ``down_s``, start it again (Redis-backed)."""
+
+    def fault() -> dict[str, Any]:
+        cluster.kill_gcs()
+        time.sleep(down_s)
+        t = time.monotonic()
+        cluster.restart_gcs()
+        return {"gcs_down_s": down_s, "gcs_restart_s": round(time.monotonic() - t, 2)}
+
+    result = _run_fault(url, fault)
+    t = time.monotonic()
+    cluster.wait_nodes(timeout_s=180)
+    result["all_nodes_alive_after_restart_s"] = round(time.monotonic() - t, 1)
+    return result
+
+
+def controller_restart(cluster: LocalCluster, url: str) -> dict[str, Any]:
+    """SIGKILL the Serve controller; then SIGKILL the router replica and time its return on the port."""
+    (controller,) = cluster.actors("ServeController")
+
+    def fault() -> dict[str, Any]:
+        os.kill(int(controller["pid"]), signal.SIGKILL)
+        return {}
+
+    result = _run_fault(url, fault)
+    (router,) = cluster.actors("ServeReplica:qwen-serve:router")
+    t0 = time.monotonic()
+    os.kill(int(router["pid"]), signal.SIGKILL)
+    back = None
+    while time.monotonic() - t0 < 300:
+        try:
+            if httpx.get(url + "/ready", timeout=3).status_code == 200:
+                back = round(time.monotonic() - t0, 1)
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    result["router_back_after_kill_s"] = back
+    return result
+
+
+def rolling_update(env: dict[str, str], state: Path, port: int, address: str, url: str) -> dict[str, Any]:
+    """``up`` with a deployment added, then ``up`` with it removed, under load on the unchanged one."""
+    before = _replica_hosts(url)
+    load = Load(url, MODEL, concurrency=CONCURRENCY, max_tokens=MAX_TOKENS).start()
+    t0 = time.monotonic()
+    add = _cli(env, "up", "--config", str(write(state / "extra.yaml", port, extra=True)), "--address", address,
+               "--detach", "--timeout", "600")
+    t1 = time.monotonic()
+    rem = _cli(env, "up", "--config", str(write(state / "fleet.yaml", port)), "--address", address,
+               "--detach", "--timeout", "600")
+    t2 = time.monotonic()
+    time.sleep(5)
+    outcomes = load.stop()
+    result = summarize(outcomes)
+    result.update({"add_rc": add.returncode, "add_s": round(t1 - t0, 1), "remove_rc": rem.returncode,
+                   "remove_s": round(t2 - t1, 1), "unchanged_replicas_kept": _replica_hosts(url) == before})
+    return result
+
+
+def main() -> int:
+    """Run every scenario once on a fresh cluster; write the results."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "multinode"))
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = Path("/tmp/qwen-serve-multinode-bench")
+    state.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "QWEN_SERVE_STATE_DIR": str(state), "RAY_AUTH_MODE": "disabled"}  # as the cluster's
+    env.pop("RAY_ADDRESS", None)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cluster = LocalCluster(redis=True, head_cpus=3, log_dir=state / "logs")
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                               "load": {"concurrency": CONCURRENCY, "max_tokens": MAX_TOKENS, "stream": True}}
+    try:
+        t0 = time.monotonic()
+        cluster.start()
+        for name in ("node-a", "node-b", "node-c"):
+            # One after another: a loaded 2-core host registers them more reliably than all at once.
+            cluster.add_worker(name, num_cpus=3, resources={POOL: 1})
+        cluster.wait_nodes()
+        results["cluster_start_s"] = round(time.monotonic() - t0, 1)
+        up = _cli(env, "up", "--config", str(write(state / "fleet.yaml", port)), "--address", cluster.address,
+                  "--detach", "--timeout", "600")
+        if up.returncode != 0:
+            raise RuntimeError(up.stdout[-2000:] + up.stderr[-2000:])
+        results["stack_up_s"] = round(time.monotonic() - t0, 1)
+        for name, run in (("rolling_update", lambda: rolling_update(env, state, port, cluster.address, url)),
+                          ("gcs_restart", lambda: gcs_restart(cluster, url)),
+                          ("controller_restart", lambda: controller_restart(cluster, url)),
+                          ("node_loss", lambda: node_loss(cluster, url))):
+            sys.stderr.write(f"[multinode] {name} ...\n")
+            results[name] = run()
+            sys.stderr.write(f"[multinode] {name}: {json.dumps(results[name])}\n")
+        down = _cli(env, "down", "--timeout", "5", timeout=300)
+        results["down_left_cluster_running"] = down.returncode == 0 and len(cluster.alive_ips()) >= 3
+    finally:
+        _cli(env, "down", "--timeout", "1", timeout=300)
+        cluster.stop()
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(render_md(results))
+    sys.stderr.write((out / "results.md").read_text())
+    return 0
+
+
+def render_md(r: dict[str, Any]) -> str:
+    """The results as a Markdown table."""
+    rows = [("scenario", "requests", "failed", "failed in flight", "hangs", "all new requests OK after",
+             "other")]
+    for name in ("rolling_update", "gcs_restart", "controller_restart", "node_loss"):
+        s = r.get(name)
+        if not s:
+            continue
+        other = {k: v for k, v in s.items() if k not in {"requests", "failed", "failed_in_flight", "hangs",
+                                                        "recovered_after_s", "errors", "failed_after"}}
+        rec = s.get("recovered_after_s")
+        rows.append((name, str(s["requests"]), str(s["failed"]), str(s.get("failed_in_flight", "-")),
+                     str(s["hangs"]), "-" if rec is None else f"{rec} s",
+                     ", ".join(f"{k}={v}" for k, v in other.items())))
+    lines = ["# Multi-node figures (one machine: head + 3 worker nodes, Redis-backed GCS)", "",
+             f"Streaming load: {r['load']['concurrency']} concurrent chat streams of {r['load']['max_tokens']} "
+             f"tokens to a 2-replica tiny Qwen3 deployment (one replica per worker node), router on the head. "
+             f"Cluster start {r.get('cluster_start_s')} s, stack up {r.get('stack_up_s')} s.", ""]
+    lines.append("| " + " | ".join(rows[0]) + " |")
+    lines.append("|" + "---|" * len(rows[0]))
+    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    lines += ["", f"`down` removed the application and left the cluster running: {r.get('down_left_cluster_running')}",
+              "", "Produced by `bench/multinode/run.py`.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
