@@ -8,7 +8,7 @@ PORT ?= 8000
 PROFILE ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit lint venv clean down bench-route bench-stack
+.PHONY: run test test-unit test-multinode lint venv clean down bench-route bench-stack
 
 venv: $(STAMP)
 
@@ -37,6 +37,10 @@ test: venv
 # The fast inner loop (no Ray, no vLLM engines): unit tests only, about a minute on 2 cores.
 test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
+
+# A real multi-node Ray cluster on this machine (head + workers on loopback IPs, Redis-backed GCS).
+test-multinode: venv
+	QWEN_SERVE_MULTINODE_TESTS=1 $(BIN)/python -m pytest -q -s tests/multinode $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check serve loadtest tests bench
