@@ -240,17 +240,23 @@ def plot(runs: list[Run], path: Path) -> None:
     fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     for run in runs:
         axes[0].step([t for t, _, _ in run.samples], [n for _, n, _ in run.samples], where="post", label=run.setup)
-        done = sorted((r.end, r.tokens) for r in run.records if r.error is None and r.end is not None)
-        window, xs, ys = 10.0, [], []
-        for t, _ in done:
-            xs.append(t)
-            ys.append(sum(k for e, k in done if t - window < e <= t) / window)
-        axes[1].plot(xs, ys, label=run.setup)
+        # Each request's tokens spread evenly from its first token to its end, on a 1 s grid.
+        horizon = int(max((r.end or 0.0) for r in run.records)) + 2 if run.records else 1
+        rate = [0.0] * horizon
+        for r in run.records:
+            if r.error is not None or r.end is None or r.ttft is None or r.tokens <= 0:
+                continue
+            t0, t1 = r.start + r.ttft, max(r.end, r.start + r.ttft + 1e-3)
+            for sec in range(int(t0), min(horizon, int(t1) + 1)):
+                overlap = min(t1, sec + 1) - max(t0, sec)
+                if overlap > 0:
+                    rate[sec] += r.tokens * overlap / (t1 - t0)
+        axes[1].plot(range(horizon), rate, label=run.setup)
     for phase, start, end in runs[0].phases:
         for ax in axes:
             ax.axvspan(start, end, alpha=0.08 if phase == "high" else 0.0, color="grey")
     axes[0].set_ylabel("replicas (router)")
-    axes[1].set_ylabel("output tok/s (10 s)")
+    axes[1].set_ylabel("output tok/s")
     axes[1].set_xlabel("seconds since load start (shaded: 24 streams)")
     axes[0].legend()
     axes[0].set_title("Step load 2 -> 24 -> 2 streams: replica timeline and throughput")
@@ -293,6 +299,18 @@ def write_markdown(summary: dict[str, Any], path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
+def load_run(out: Path, setup: str) -> Run:
+    """A setup's run as saved (``requests-<setup>.jsonl`` and ``samples-<setup>.json``)."""
+    run = Run(setup)
+    with (out / f"requests-{setup}.jsonl").open() as fh:
+        run.records = [Record(**json.loads(line)) for line in fh if line.strip()]
+    saved = json.loads((out / f"samples-{setup}.json").read_text())
+    run.phases = [tuple(p) for p in saved["phases"]]  # type: ignore[misc]
+    run.samples = [tuple(x) for x in saved["samples"]]  # type: ignore[misc]
+    run.up_s = float(saved.get("up_s", 0.0))
+    return run
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "autoscale"))
@@ -303,6 +321,8 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--slo-ttft-s", type=float, default=5.0)
     parser.add_argument("--slo-tpot-ms", type=float, default=250.0)
+    parser.add_argument("--resummarise", action="store_true",
+                        help="recompute summary.md/json and the plot from the saved requests/samples in --out")
     args = parser.parse_args()
     plan = [("low", 2, args.low_s), ("high", 24, args.high_s), ("tail", 2, args.tail_s)]
     args.plan = plan
@@ -310,13 +330,17 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     state = Path(os.environ.get("TMPDIR", "/tmp")) / "qwen-serve-bench-autoscale"
     runs = []
-    for setup in args.setups.split(","):
+    if args.resummarise:
+        runs = [load_run(out, setup) for setup in args.setups.split(",")]
+        args.plan = json.loads((out / "summary.json").read_text())["plan"] if (out / "summary.json").exists() else plan
+    for setup in [] if args.resummarise else args.setups.split(","):
         run = bench_setup(setup, plan, args.max_tokens, state)
         runs.append(run)
         with (out / f"requests-{setup}.jsonl").open("w") as fh:
             for rec in run.records:
                 fh.write(json.dumps(asdict(rec)) + "\n")
-        (out / f"samples-{setup}.json").write_text(json.dumps({"phases": run.phases, "samples": run.samples}))
+        (out / f"samples-{setup}.json").write_text(json.dumps({"phases": run.phases, "samples": run.samples,
+                                                                "up_s": run.up_s}))
         print(json.dumps({setup: phase_stats(run, args.slo_ttft_s, args.slo_tpot_ms / 1000)}), flush=True)  # noqa: T201
     summary = summarise(runs, args)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
