@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.e2e.fleet import BUSY, e2e_fleet
+from tests.e2e.fleet import BUSY, ENGINE_SECRET, e2e_fleet
 from tests.router_kit import make_router
 from tests.sse import streamed_fields
 
@@ -24,7 +24,7 @@ async def test_reasoning_is_mirrored_as_reasoning_content(stack_url: str) -> Non
     data["router"]["mirror_reasoning_content"] = True
     body = {"model": BUSY, "messages": [{"role": "user", "content": "Why is the sky blue?"}], "max_tokens": 12,
             "chat_template_kwargs": {"enable_thinking": True}}
-    async with make_router(data, {BUSY: rows[0]["url"]}, timeout=60) as (c, _):
+    async with make_router(data, {BUSY: rows[0]["url"]}, timeout=60, engine_secret=ENGINE_SECRET) as (c, _):
         r = await c.post("/v1/chat/completions", json=body)
         assert r.status_code == 200, r.text[:300]
         msg = r.json()["choices"][0]["message"]

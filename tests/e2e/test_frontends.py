@@ -16,7 +16,8 @@ import httpx
 import psutil
 import pytest
 
-from tests.e2e.fleet import FRONTENDS, SMALL
+from serve.security.engine_secret import HEADER
+from tests.e2e.fleet import ENGINE_SECRET, FRONTENDS, SMALL
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +30,8 @@ def _endpoint(http: httpx.Client) -> dict[str, Any]:
 
 def _served(url: str) -> float:
     """Requests a frontend finished (vLLM's own Prometheus counter of that process)."""
-    text = httpx.get(url + "/metrics", timeout=30).text
+    # The frontends sit behind the engine gate like the replica's own app: the test sends the engine secret.
+    text = httpx.get(url + "/metrics", timeout=30, headers={HEADER: ENGINE_SECRET}).text
     return sum(float(v) for v in re.findall(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.fleet import TWO_REPLICAS, e2e_fleet
+from tests.e2e.fleet import ENGINE_SECRET, TWO_REPLICAS, e2e_fleet
 from tests.router_kit import make_router
 
 # ~700 tokens: several of vLLM's KV blocks, so a repeat is a prefix-cache hit whatever the block size.
@@ -127,7 +127,8 @@ async def test_round_robin_alternates_over_the_real_engines(stack_url: str,
             dep["replica_routing"] = {"policy": "round_robin"}
     ids = sorted(two)  # StaticRegistry names them r0, r1 in this order
     before = two
-    async with make_router(data, {TWO_REPLICAS: [two[i]["url"] for i in ids]}, timeout=60) as (http, _):
+    async with make_router(data, {TWO_REPLICAS: [two[i]["url"] for i in ids]}, timeout=60,
+                           engine_secret=ENGINE_SECRET) as (http, _):
         client = AsyncOpenAI(base_url="http://router/v1", api_key="unused", http_client=http, max_retries=0)
         order = []
         for i in range(4):
