@@ -40,9 +40,11 @@ async def served_adapters(session: aiohttp.ClientSession, base_url: str, deploym
 
 
 async def post_adapter(session: aiohttp.ClientSession, base_url: str, action: str, body: dict[str, Any],
-                       ) -> tuple[int, str]:
-    """POST vLLM's ``/v1/<action>_lora_adapter``; returns (status, message). "Already loaded" counts as 200."""
-    async with session.post(f"{base_url}/v1/{action}_lora_adapter", json=body) as resp:
+                       headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """POST vLLM's ``/v1/<action>_lora_adapter``; returns (status, message). "Already loaded" counts as 200.
+
+    ``headers`` carry the engine secret (engines answer only the router, ``serve.engine_gate``)."""
+    async with session.post(f"{base_url}/v1/{action}_lora_adapter", json=body, headers=headers) as resp:
         text = await resp.text()
     if resp.status == 400 and "already been loaded" in text:
         return 200, text
@@ -84,7 +86,12 @@ class ReplicaAdapters:
 
     async def _sync(self) -> set[str]:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
+            # The replica's own app is behind the engine gate: this session carries the fleet's engine secret.
+            from serve.security import engine_secret
+
+            secret = engine_secret.load()
+            headers = {engine_secret.HEADER: secret} if secret else {}
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120), headers=headers)
         loop = asyncio.get_running_loop()
         present = await served_adapters(self._session, self.base_url, self.deployment) - self.static
         wanted = {w.adapter: w.path for w in await loop.run_in_executor(None, self.store.wanted, self.deployment)}

@@ -235,7 +235,7 @@ class RuntimeAdapters:
         async def one(ep: Endpoint) -> tuple[int, str]:
             try:
                 async with asyncio.timeout(120):
-                    return await post_adapter(session, ep.url, action, body)
+                    return await post_adapter(session, ep.url, action, body, self.service.engine_headers)
             except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
                 return 503, type(exc).__name__
 

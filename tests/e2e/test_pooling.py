@@ -96,7 +96,7 @@ def test_hostile_pooling_input_is_never_a_5xx(http: httpx.Client, name: str, pat
         assert set(body["error"]) == {"message", "type", "param", "code"}
 
 
-@pytest.mark.parametrize("path", ["/v1/responses", "/v1/files", "/v1/audio/speech", "/invocations"])
+@pytest.mark.parametrize("path", ["/v1/assistants", "/v1/files", "/v1/audio/speech", "/invocations"])
 def test_unknown_paths_are_openai_404s_naming_the_path(http: httpx.Client, path: str) -> None:
     r = http.post(path, json={"model": "auto", "input": "hi"})
     assert r.status_code == 404
