@@ -64,16 +64,24 @@ def _number(body: Mapping[str, Any], name: str, lo: float, hi: float, integer: b
         raise _bad(name, f"`{name}` must be between {lo:g} and {hi:g}; got {v:g}.")
 
 
-def _messages(body: Mapping[str, Any], limits: Any) -> None:
+def _message_objects(body: Mapping[str, Any], limits: Any) -> list[tuple[str, dict[str, Any]]]:
+    """``messages`` as ``(where, message)`` pairs: a non-empty array of objects within the fleet's limit."""
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs:
         raise _bad("messages", "`messages` must be a non-empty array of message objects.")
     if len(msgs) > limits.max_messages:
         raise _bad("messages", f"Too many messages: {len(msgs)} (the limit is {limits.max_messages}).")
+    out: list[tuple[str, dict[str, Any]]] = []
     for i, m in enumerate(msgs):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
             raise _bad(where, f"`{where}` must be an object.")
+        out.append((where, m))
+    return out
+
+
+def _messages(body: Mapping[str, Any], limits: Any) -> None:
+    for where, m in _message_objects(body, limits):
         role = m.get("role")
         if not _one_of(role, ROLES):
             raise _bad(f"{where}.role", f"`{where}.role` must be one of {', '.join(sorted(ROLES))}.")
@@ -354,15 +362,7 @@ def validate_messages(body: dict[str, Any], limits: Any, *, count_only: bool = F
         InvalidRequestError: The first problem found, naming its parameter.
     """
     _model(body)
-    msgs = body.get("messages")
-    if not isinstance(msgs, list) or not msgs:
-        raise _bad("messages", "`messages` must be a non-empty array of message objects.")
-    if len(msgs) > limits.max_messages:
-        raise _bad("messages", f"Too many messages: {len(msgs)} (the limit is {limits.max_messages}).")
-    for i, m in enumerate(msgs):
-        where = f"messages[{i}]"
-        if not isinstance(m, dict):
-            raise _bad(where, f"`{where}` must be an object.")
+    for where, m in _message_objects(body, limits):
         if not _one_of(m.get("role"), ANTHROPIC_ROLES):
             raise _bad(f"{where}.role", f"`{where}.role` must be `user` or `assistant`.")
         content = m.get("content")
