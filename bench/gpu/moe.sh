@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Qwen3-30B-A3B with engine frontends at 64 and 1,000 streams, then the start-up of four 7B replicas, on the
+# lent H200 (issue 19, second lease). ON THE DEVICE, from the repo root.
+#
+#   bash bench/gpu/run.sh stash K      # chunks 1-3 of the bundle, as for run.sh
+#   LIMIT=560 bash bench/gpu/moe.sh go # resumable steps (carry .gpu/c4 .gpu/c5 .gpu/extra on the first)
+#
+# The MoE's 57 GiB of weights do not fit twice on the GPU with a KV cache worth measuring (64 GiB each), so
+# raw `vllm serve` (default, one API server) and the stack (`engine_frontends: 4`) run one after the other,
+# in ABBA order so drift cancels: raw round 1 -> stack round 1 -> stack round 2 -> raw round 2. Each round is
+# 64 streams (320 prompts) and 1,000 streams (2,000 prompts), the same seed for both servers within a round
+# and a new seed per round; a restart empties the prefix cache, so no run meets prompts an earlier one left.
+# Both servers share one compile cache (/root/vc-moe): the first start is cold, later starts warm.
+# Then: four Qwen2.5-7B-shaped replicas on the one GPU (a fifth of it each, no frontends), compile cache
+# /root/vc-stack cold, time to ready (the torch.distributed port race fixed by serve/node_ports.py).
+set -uo pipefail
+export GPU_WORK=${GPU_WORK:-/root/bench-moe}
+# shellcheck source=bench/gpu/run.sh
+source "$(dirname "$0")/run.sh" lib
+export STACK_FRONTENDS=${FRONTENDS:-4}
+
+stamp() { date +%s.%N > "$W/$1.t0"; }
+since() { python3 -c 'import sys,time; print(round(time.time() - float(open(sys.argv[1]).read()), 1))' "$W/$1.t0"; }
+
+moe_raw_up() {  # LABEL
+  [ -d /root/vc-moe ] && echo "compile cache /root/vc-moe present" | tee -a "$LOGS/run.log" \
+    || echo "compile cache /root/vc-moe cold" | tee -a "$LOGS/run.log"
+  stamp "$1"; raw_up moe /root/vc-moe
+}
+moe_stack_up() {  # LABEL
+  [ -d /root/vc-moe ] && echo "compile cache /root/vc-moe present" | tee -a "$LOGS/run.log"
+  stamp "$1"; stack_up moe /root/vc-moe
+}
+moe_ready() {  # raw|stack LABEL: wait, record the time to ready since the start command
+  local r
+  if [ "$1" = raw ]; then wait_ready "raw vLLM" "$RAW/v1/models" raw; r=$?
+  else wait_ready stack "$STACK/ready" stack; r=$?; fi
+  [ $r -eq 0 ] && echo "{\"server\": \"$2\", \"ready_s\": $(since "$2")}" >> "$RES/ready.jsonl"
+  return $r
+}
+
+# Each single_run writes $RES/moe-<load>/<raw|stack>/; plan.py summarize pairs them per load.
+STEP_LIST=(
+  "setup 60 setup"
+  "raw1-up 10 moe_raw_up moe-raw-1"
+  "raw1-ready 60 moe_ready raw moe-raw-1"
+  "raw1-c1 30 single_run moe c1 1 8 1 raw"
+  "raw1-c64 60 single_run moe c64-r1 64 320 16 raw"
+  "raw1-c1000 110 single_run moe c1000-r1 1000 2000 32 raw"
+  "raw1-down 40 down_raw"
+  "stack-up 10 moe_stack_up moe-stack"
+  "stack-ready 60 moe_ready stack moe-stack"
+  "stack-c1 30 single_run moe c1 1 8 1 stack"
+  "stack-c64-r1 60 single_run moe c64-r1 64 320 16 stack"
+  "stack-c1000-r1 110 single_run moe c1000-r1 1000 2000 32 stack"
+  "stack-c1000-r2 110 single_run moe c1000-r2 1000 2000 32 stack"
+  "stack-c64-r2 60 single_run moe c64-r2 64 320 16 stack"
+  "stack-down 60 down_stack moe"
+  "raw2-up 10 moe_raw_up moe-raw-2"
+  "raw2-ready 60 moe_ready raw moe-raw-2"
+  "raw2-c64 60 single_run moe c64-r2 64 320 16 raw"
+  "raw2-c1000 110 single_run moe c1000-r2 1000 2000 32 raw"
+  "raw2-down 40 down_raw"
+  "startup4 30 moe_startup4"
+  "startup4-ready 60 moe_startup4_ready"
+  "summary 20 moe_summary"
+)
+
+moe_startup4() {  # four 7B replicas sharing the GPU, no frontends, compile cache /root/vc-stack cold
+  [ -d /root/vc-stack ] && echo "compile cache /root/vc-stack present" | tee -a "$LOGS/run.log" \
+    || echo "compile cache /root/vc-stack cold" | tee -a "$LOGS/run.log"
+  STACK_FRONTENDS=0 STACK_VLLM_CACHE_ROOT=/root/vc-stack plan fleet dense "$W/fleet4.yaml" --replicas 4 \
+    && cp "$W/fleet4.yaml" "$LOGS/"
+  log "stack of four 7B replicas: qwen-serve up --config $W/fleet4.yaml"
+  stamp stack4
+  setsid bash -c "echo \$\$ > $W/stack.pid; exec python3 -m serve.cli up --config $W/fleet4.yaml --detach \
+    --timeout 1500" > "$LOGS/stack4-up.log" 2>&1 < /dev/null &
+  sleep 1
+}
+
+moe_startup4_ready() {  # 0 when the router lists four endpoints; the first one's time is noted too
+  local t=$SECONDS n first=""
+  while [ "$(left)" -gt 5 ]; do
+    n=$(python3 - "$STACK" <<'EOF'
+import json, sys, urllib.request as u
+try:
+    eps = json.load(u.urlopen(sys.argv[1] + "/v1/status", timeout=3))["endpoints"]
+    print(len(eps.get("qwen2.5-7b", [])))
+except Exception:
+    print(0)
+EOF
+)
+    if [ "${n:-0}" -ge 1 ] && [ ! -f "$W/stack4.first" ]; then
+      since stack4 > "$W/stack4.first"
+      echo "{\"server\": \"stack-4-replicas-first\", \"ready_s\": $(cat "$W/stack4.first")}" >> "$RES/ready.jsonl"
+    fi
+    if [ "${n:-0}" -ge 4 ]; then
+      echo "{\"server\": \"stack-4-replicas\", \"ready_s\": $(since stack4)}" >> "$RES/ready.jsonl"
+      log "four replicas ready after $(since stack4) s (waited $((SECONDS - t)) s here)"
+      save_ray_logs startup4
+      grep -h -c "EADDRINUSE" "$LOGS"/ray-startup4/* 2>/dev/null | paste -sd+ | bc > "$RES/startup4-eaddrinuse.txt"
+      return 0
+    fi
+    if ! alive stack && [ "${n:-0}" -lt 1 ]; then
+      sleep 3; log "qwen-serve up exited before any replica was ready"; return 2
+    fi
+    sleep 3
+  done
+  log "four replicas not ready yet (out of time in this call; $n listed)"; return 1
+}
+
+moe_summary() {
+  save_ray_logs final
+  plan summarize "$RES" > /dev/null
+  cp "$RES/results.md" "$RES/summary.json" "$RES/ready.jsonl" "$OUT/" 2>/dev/null
+  return 0
+}
+
+case "${1:-}" in
+  go) cmd_go ;;
+  *) sed -n 2,16p "$0"; exit 2 ;;
+esac
