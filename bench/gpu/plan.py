@@ -58,6 +58,12 @@ MODELS: dict[str, dict[str, Any]] = {
         },
     },
 }
+# On an 80 GB card (H100) the MoE's 57 GiB of weights leave ~12 GiB: GPU_MOE_KV_GIB / GPU_MOE_UTIL override the
+# MoE's pinned KV cache and memory share for both servers alike (the run records what it used).
+if os.environ.get("GPU_MOE_KV_GIB"):
+    MODELS["moe"]["engine"]["kv_cache_memory_bytes"] = int(float(os.environ["GPU_MOE_KV_GIB"]) * GIB)
+if os.environ.get("GPU_MOE_UTIL"):
+    MODELS["moe"]["engine"]["gpu_memory_utilization"] = float(os.environ["GPU_MOE_UTIL"])
 #: H200 HBM3e bandwidth by the datasheet, and the device-to-device copy rate measured there (KINDS.md).
 HBM_TBPS = 4.8
 HBM_MEASURED_TBPS = 4.3
