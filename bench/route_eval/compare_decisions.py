@@ -32,7 +32,7 @@ configs = {"bench": (("general", "code", "math", "reasoning"), "general"),
 out = {}
 for cfg, (tasks, default) in configs.items():
     clf = Classifier(tasks=tasks, default_task=default)
-    for name in %r:
+    for name in __SETS__:
         for line in open(f"{root}/bench/route_eval/{name}.jsonl", encoding="utf-8"):
             if not line.strip():
                 continue
@@ -45,7 +45,7 @@ for cfg, (tasks, default) in configs.items():
                 "signals": [[s.name, s.task, s.weight, s.detail, s.scope] for s in c.signals],
                 "scores": c.scores}
 json.dump(out, sys.stdout)
-""" % (SETS,)
+""".replace("__SETS__", repr(SETS))
 
 
 def dump(tree: Path) -> dict[str, dict[str, object]]:

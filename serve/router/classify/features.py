@@ -131,6 +131,8 @@ class _LexiconIndex:
         self.phrases: dict[str, list[tuple[int, str]]] = {}
         #: (bit, keyword) of every CJK keyword.
         self.cjk: list[tuple[int, str]] = []
+        #: Every lexicon, in bit order (for tests).
+        self.lexicons: list[Lexicon] = []
 
     def add(self, lex: Lexicon) -> int:
         """Register ``lex``'s vocabulary; returns its bit."""
@@ -143,6 +145,7 @@ class _LexiconIndex:
         for key, phrases in lex.phrase_index.items():
             self.phrases.setdefault(key, []).extend((bit, p) for p in phrases)
         self.cjk.extend((bit, k) for k in lex.cjk)
+        self.lexicons.append(lex)
         return bit
 
 
