@@ -262,8 +262,9 @@ class RouterService:
                 self.metrics.spillovers.labels(decision.spilled).inc()
             applied: list[str] = []
             if not decision.explicit and kind in SHAPED:
-                spec = self.chooser.specs[decision.model]
-                applied = apply_task_defaults(body, self.fleet.router.tasks.get(decision.task), spec.capabilities)
+                # The chooser's capabilities, computed once (the spec's property rebuilds them on every read).
+                applied = apply_task_defaults(body, self.fleet.router.tasks.get(decision.task),
+                                              self.chooser.caps[decision.model])
             body["model"] = decision.engine_model
             charge = self.guard.charge(p.key, body, rid) if self.guard is not None and p.key is not None else None
             h, n = prompt_fingerprint(body)
