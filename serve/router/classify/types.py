@@ -1,7 +1,9 @@
 """Value types shared by the classifier's signal families and its pipeline.
 
-Nothing here ever stores prompt text: a :class:`Signal`'s ``detail`` is built only from closed vocabularies
-(rule labels, known language names, file extensions), so it is safe to log and to return in headers.
+Nothing here ever shows prompt text: a :class:`Signal`'s ``detail`` is built only from closed vocabularies
+(rule labels, known language names, file extensions), so it is safe to log and to return in headers. (A
+:class:`Classification` keeps a bounded prose sample in memory until its language is first read; it is never
+part of its repr, its reason or its signals.)
 """
 
 from __future__ import annotations
