@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serve.errors import InvalidRequestError, ModelNotFoundError, RouterError, error_response_for
 from serve.router.adapters import register_adapter_routes
 from serve.router.endpoints import unknown_path_error
+from serve.router.fastpath import DirectLaneMiddleware
 from serve.router.metrics import RouterMetrics
 from serve.router.policy import DeploymentChooser
 from serve.router.pooling import register_pooling_routes
@@ -171,6 +172,8 @@ def create_app(
     app = FastAPI(title="qwen-serve router", version="0.1.0", lifespan=lifespan)
     app.state.service = service
     app.state.autoscale = autoscale
+    # The generate endpoints skip FastAPI's routing (serve/router/fastpath.py), inside the two middlewares below.
+    app.add_middleware(DirectLaneMiddleware, service=service)
     guard.install(app)  # body-size limit, inside the request-id middleware
     app.add_middleware(RequestIdMiddleware, echo_header=echo_request_id)
     _install_error_handlers(app)

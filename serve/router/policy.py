@@ -29,6 +29,7 @@ from serve.router.upstream import EndpointRegistry
 
 if TYPE_CHECKING:  # pragma: no cover
     from serve.config import DeploymentSpec, FleetConfig
+    from serve.router.classify.types import Classification
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ class Decision:
     spilled: str | None = None  # spill-over reason (closed set) when not the first candidate
     adapter: str | None = None
     explicit: bool = False
+    #: The classifier's verdict (``model: auto``): its signals and language are read only when the decision is
+    #: shown (``to_dict``), so the request path never works them out.
+    classification: Classification | None = field(default=None, repr=False, compare=False)
 
     @property
     def engine_model(self) -> str:
@@ -56,8 +60,14 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         """The decision as ``POST /v1/route`` (and ``qwen-serve route``) shows it."""
+        signals, language = list(self.signals), self.language
+        c = self.classification
+        if c is not None:
+            signals = [{"name": s.name, "task": s.task, "weight": round(s.weight, 3), "detail": s.detail}
+                       for s in c.signals]
+            language = c.language
         return {"task": self.task, "model": self.model, "candidates": list(self.candidates), "reason": self.reason,
-                "signals": list(self.signals), "language": self.language, "spilled": self.spilled}
+                "signals": signals, "language": language, "spilled": self.spilled}
 
 
 class DeploymentChooser:

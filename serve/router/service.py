@@ -184,19 +184,15 @@ class RouterService:
                 task_name = header_task if header_task in self.fleet.router.tasks else "explicit"
                 return Decision(task=task_name, model=deployment, candidates=[deployment], reason=reason,
                                 adapter=adapter, explicit=True)
-            signals: list[dict[str, Any]] = []
-            language = None
+            c = None
             if not task:
-                c = self.classifier.classify(facts, headers)
-                task, language = c.task, c.language
-                signals = [{"name": s.name, "task": s.task, "weight": round(s.weight, 3), "detail": s.detail}
-                           for s in c.signals]
-                why = c.reason
+                c = self.classifier.classify(facts, headers)  # signals and language: read when shown only
+                task, why = c.task, c.reason
             else:
                 why = f"alias {model}"
             chosen, candidates, reason, spill = self.chooser.choose_deployment(task, facts)
             return Decision(task=task, model=chosen, candidates=candidates, reason=f"{why}; {reason}",
-                            signals=signals, language=language, spilled=spill)
+                            spilled=spill, classification=c)
         finally:
             self.metrics.decision.observe(time.perf_counter() - t0)
 
@@ -266,8 +262,9 @@ class RouterService:
                 self.metrics.spillovers.labels(decision.spilled).inc()
             applied: list[str] = []
             if not decision.explicit and kind in SHAPED:
-                spec = self.chooser.specs[decision.model]
-                applied = apply_task_defaults(body, self.fleet.router.tasks.get(decision.task), spec.capabilities)
+                # The chooser's capabilities, computed once (the spec's property rebuilds them on every read).
+                applied = apply_task_defaults(body, self.fleet.router.tasks.get(decision.task),
+                                              self.chooser.caps[decision.model])
             body["model"] = decision.engine_model
             charge = self.guard.charge(p.key, body, rid) if self.guard is not None and p.key is not None else None
             h, n = prompt_fingerprint(body)

@@ -17,7 +17,6 @@ it to ``SIGNAL_FAMILIES``. New or changed rules change the inputs of the learned
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -84,7 +83,7 @@ class TextFamily:
                                    self.name)
             found = self.extra(scope, factor, "" if scope_name == SCOPE_LAST else scope_name + ":")
             if scope_name != SCOPE_LAST:
-                found = [dataclasses.replace(s, scope=scope_name) for s in found]
+                found = [s._replace(scope=scope_name) for s in found]
             out += found
         return out
 

@@ -74,13 +74,15 @@ _LINE_RE = re.compile(r"^([ \t]*)([#$@]?[\w.]+)?([^\n]*?)[ \t]*$", re.MULTILINE)
 # camelCase, obj.method(, f(), Class.attr, <tag.
 _IDENT_RES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("_", re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]*[a-z0-9]\b")),
-    ("", re.compile(r"\b[a-z]+[A-Z][a-z0-9]+\w*")),
+    ("", re.compile(r"\b[a-z]+[A-Z][a-z0-9]+\w*")),  # gated by _CAMEL_GATE
     ("(", re.compile(r"\b\w+\.\w+\(")),
     ("()", re.compile(r"\b\w+\(\)")),
     (".", re.compile(r"\b[A-Z]\w*\.[a-z]\w+")),
     ("<", re.compile(r"<[a-z]+[ >/]")),
 )
 MAX_IDENTS = 4
+# camelCase needs a lower-case letter right before an upper-case one: a quick scan before the full pattern.
+_CAMEL_GATE = re.compile(r"[a-z][A-Z]")
 # "numpy mean of each row ignoring nan", "regex for emails": a search-style query naming tech vocabulary.
 SHORT_QUERY_TOKENS = 9
 _FILE_RE = re.compile(r"\b[\w-]+\.([a-z]{1,7}[0-9]?)\b")
@@ -101,6 +103,10 @@ _SHELL_TOOLS = frozenset(("git", "docker", "npm", "pip"))
 _SHELL_PHRASES = ("pip install", "npm install", "git rebase", "git merge", "git push", "git commit", "git pull",
                   "docker compose", "docker run")
 _LANGS = frozenset(PROG_LANGS) | {"go", "r", "c"}
+# The code symbols by their first character: only those whose first character occurs are counted.
+_SYMBOL_HEADS: dict[str, tuple[str, ...]] = {}
+for _sym in SYMBOLS:
+    _SYMBOL_HEADS[_sym[0]] = (*_SYMBOL_HEADS.get(_sym[0], ()), _sym)
 
 
 class CodeSignals(TextFamily):
@@ -135,7 +141,8 @@ def _structure(text: str) -> list[tuple[str, float]]:
     """Language-agnostic code structure: symbols, statement-shaped lines, indentation, identifiers."""
     if len(text) < 8:
         return []
-    symbols = sum(text.count(s) for s in SYMBOLS) - text.count("://")
+    symbols = sum(text.count(s) for c in _SYMBOL_HEADS.keys() & set(text) for s in _SYMBOL_HEADS[c]) \
+        - text.count("://")
     starts = indented = ends = 0
     shell = False
     if "\n" in text or len(text) < 400:
@@ -173,7 +180,7 @@ def _identifiers(text: str) -> set[str]:
     if not ("_" in text or "(" in text or "." in text or "<" in text):
         return found
     for gate, rx in _IDENT_RES:
-        if gate in text:
+        if gate in text if gate else _CAMEL_GATE.search(text) is not None:
             found.update(rx.findall(text))
             if len(found) >= MAX_IDENTS:
                 break

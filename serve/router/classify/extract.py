@@ -72,12 +72,13 @@ class Scope:
             prose = FENCE_RE.sub(_drop, text)
         else:
             prose = text
-        lowered_prose = prose.lower()
+        lowered = text.lower()
+        lowered_prose = lowered if prose is text else prose.lower()  # no fences: lower-case once
         if len(lowered_prose) > 2 * FOCUS_CHARS:
             focus = lowered_prose[:FOCUS_CHARS] + "\n" + lowered_prose[-FOCUS_CHARS:]
         else:
             focus = lowered_prose
-        return cls(text, text.lower(), prose, lowered_prose, tuple(fences), focus)
+        return cls(text, lowered, prose, lowered_prose, tuple(fences), focus)
 
     @cached_property
     def features(self) -> Features:

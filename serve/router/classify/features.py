@@ -8,6 +8,12 @@ its words by set intersection (C speed), its stems by intersecting with the pref
 substring search in the normalised string and its CJK keywords by substring search (only when the text has
 CJK characters). No family re-scans the text with long keyword regexes.
 
+Every lexicon registers its vocabulary in one shared index when it is built (at import time), and
+:attr:`Features.hits` looks the scope up in that index once: one set intersection for the words of every
+lexicon together, one for the stems, one for the phrase openings and one pass over the CJK keywords. The
+answer is a bit mask with one bit per lexicon, so :meth:`Lexicon.any` is a bit test and :meth:`Lexicon.find`
+returns at once for a lexicon with nothing in the text; the families ask about 30 lexicons per scope.
+
 Everything a lexicon returns comes from its own vocabulary, so it is safe to put in a signal's detail.
 """
 
@@ -50,6 +56,7 @@ class Features:
     chars: frozenset[str] = frozenset()
     _prefixes: frozenset[str] | None = field(default=None, repr=False)
     _grams: frozenset[str] | None = field(default=None, repr=False)
+    _hits: int | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, focus_lowered: str) -> Features:
@@ -78,9 +85,71 @@ class Features:
                                        if n <= len(t))
         return self._prefixes
 
+    @property
+    def hits(self) -> int:
+        """Bit mask of the lexicons (:attr:`Lexicon.bit`) with something in this text (computed on first use).
+
+        A lexicon's bit is set exactly when :meth:`Lexicon.any` would have found one of its words, stems,
+        phrases or CJK keywords by asking on its own.
+        """
+        if self._hits is None:
+            index = _INDEX
+            mask = 0
+            words = index.words
+            for w in words.keys() & self.words:
+                mask |= words[w]
+            stems = index.stems
+            for s in stems.keys() & self.prefixes:
+                mask |= stems[s]
+            norm = self.norm
+            for k in index.phrases.keys() & self.grams:
+                for bit, p in index.phrases[k]:
+                    if not mask & bit and p in norm:
+                        mask |= bit
+            if self.cjk:
+                chars, text = self.chars, self.text
+                for bit, kw in index.cjk:
+                    if not mask & bit and kw[0] in chars and kw in text:
+                        mask |= bit
+            self._hits = mask
+        return self._hits
+
     def has_phrase(self, phrase: str) -> bool:
         """Word-bounded phrase test (``phrase`` lower-case, words separated by single spaces)."""
         return " " + " ".join(TOKEN_RE.findall(phrase)) + " " in self.norm
+
+
+class _LexiconIndex:
+    """The vocabulary of every lexicon, keyed for one look-up per scope (see :attr:`Features.hits`)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        #: word -> bits of the lexicons holding it; same for stems.
+        self.words: dict[str, int] = {}
+        self.stems: dict[str, int] = {}
+        #: A phrase's first two tokens -> (bit, " phrase ") of every lexicon phrase opening with them.
+        self.phrases: dict[str, list[tuple[int, str]]] = {}
+        #: (bit, keyword) of every CJK keyword.
+        self.cjk: list[tuple[int, str]] = []
+        #: Every lexicon, in bit order (for tests).
+        self.lexicons: list[Lexicon] = []
+
+    def add(self, lex: Lexicon) -> int:
+        """Register ``lex``'s vocabulary; returns its bit."""
+        bit = 1 << self.count
+        self.count += 1
+        for w in lex.words:
+            self.words[w] = self.words.get(w, 0) | bit
+        for st in lex.stems:
+            self.stems[st] = self.stems.get(st, 0) | bit
+        for key, phrases in lex.phrase_index.items():
+            self.phrases.setdefault(key, []).extend((bit, p) for p in phrases)
+        self.cjk.extend((bit, k) for k in lex.cjk)
+        self.lexicons.append(lex)
+        return bit
+
+
+_INDEX = _LexiconIndex()
 
 
 class Lexicon:
@@ -112,9 +181,13 @@ class Lexicon:
         self.phrase_keys = frozenset(index)
         self.phrases = tuple(p for v in index.values() for p in v)
         self.cjk = tuple(cjk)
+        #: This lexicon's bit in :attr:`Features.hits`.
+        self.bit = _INDEX.add(self)
 
     def find(self, f: Features, limit: int = 8) -> list[str]:
         """Return the distinct vocabulary items of this lexicon present in ``f`` (at most ``limit``)."""
+        if not f.hits & self.bit:
+            return []
         out = sorted(self.words & f.words)
         if self.stems and len(out) < limit:
             out += [s for s in sorted(self.stems & f.prefixes) if not any(w.startswith(s) for w in out)]
@@ -127,6 +200,10 @@ class Lexicon:
 
     def any(self, f: Features) -> bool:
         """Whether anything of this lexicon is present in ``f``."""
+        return bool(f.hits & self.bit)
+
+    def any_scan(self, f: Features) -> bool:
+        """:meth:`any` by scanning this lexicon alone (the reference the shared index is tested against)."""
         if not self.words.isdisjoint(f.words):
             return True
         if self.stems and not self.stems.isdisjoint(f.prefixes):

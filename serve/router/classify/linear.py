@@ -19,6 +19,7 @@ The sparse features are binary (each distinct bucket once) and scaled by ``1/sqr
 from __future__ import annotations
 
 import logging
+import math
 import re
 import zlib
 from collections.abc import Sequence
@@ -45,6 +46,7 @@ _PRIME = np.uint64(1_000_003)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _SHIFT = np.uint64(64 - BUCKETS_BITS)
 _SALTS = {n: np.uint64((0xA24BAED4963EE407 * n) & 0xFFFFFFFFFFFFFFFF) for n in range(NGRAM_MIN, NGRAM_MAX + 1)}
+_WORD_FLAG = np.uint64(1 << 40)
 _DIGITS = str.maketrans("0123456789", "0000000000")
 # Latin-letter runs apart from other scripts ("gitで" -> git, で), as in :mod:`.features`.
 _WORD_RE = re.compile(r"[a-z\u00c0-\u024f]+|[^\W_a-z\u00c0-\u024f]+")
@@ -56,6 +58,9 @@ DENSE_NAMES = tuple(f"{scope}:{t}" for scope in ("last", "ctx", "sys") for t in 
 def text_features(text: str) -> np.ndarray:
     """Distinct hashed bucket ids of ``text``'s character n-grams and word uni/bigrams.
 
+    Every hash is written into one preallocated buffer (no per-n-gram arrays, no concatenation): a request
+    pays for a fixed, small number of numpy calls whatever its text.
+
     Args:
         text: Lower-cased text (the caller bounds its length).
 
@@ -65,25 +70,38 @@ def text_features(text: str) -> np.ndarray:
     if len(text) > HEAD_CHARS + TAIL_CHARS:
         text = text[:HEAD_CHARS] + " " + text[-TAIL_CHARS:]
     norm = " " + " ".join(text.translate(_DIGITS).split()) + " "
-    codes = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    parts: list[np.ndarray] = []
-    h = codes
-    if NGRAM_MIN == 1:
-        parts.append(codes ^ _SALTS[1])
-    for n in range(2, NGRAM_MAX + 1):
-        if len(codes) < n:
-            break
-        h = h[:-1] * _PRIME + codes[n - 1:]
-        if n >= NGRAM_MIN:
-            parts.append(h ^ _SALTS[n])
+    codes = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32)
     words = _WORD_RE.findall(norm)
     if len(words) > 2 * WORD_WINDOW:
         words = words[:WORD_WINDOW] + words[-WORD_WINDOW:]
     hashed = [zlib.crc32(w.encode()) for w in words]
     hashed += [zlib.crc32(f"{a} {b}".encode()) ^ 0x5BD1E995 for a, b in zip(words, words[1:], strict=False)]
     hashed.append(0x2545F491)  # constant token: keeps empty texts featurisable
-    parts.append(np.asarray(hashed, dtype=np.uint64) | np.uint64(1 << 40))
-    ids = np.sort(((np.concatenate(parts) * _MIX) >> _SHIFT).astype(np.int64))
+    n_chars = len(codes)  # >= 2: norm starts and ends with a space
+    total = sum(max(0, n_chars - n + 1) for n in range(NGRAM_MIN, NGRAM_MAX + 1))
+    buf = np.empty(total + len(hashed), dtype=np.uint64)
+    # n-gram hashes (NGRAM_MIN is 1): h_1 = codes, h_n[i] = h_{n-1}[i] * PRIME + codes[i + n - 1]; each h_n
+    # is salted once h_{n+1} has been computed from it.
+    prev = buf[:n_chars]
+    prev[:] = codes
+    at, last = n_chars, NGRAM_MIN
+    for n in range(NGRAM_MIN + 1, NGRAM_MAX + 1):
+        count = n_chars - n + 1
+        if count <= 0:
+            break
+        cur = buf[at:at + count]
+        np.multiply(prev[:count], _PRIME, out=cur)
+        cur += codes[n - 1:]
+        prev ^= _SALTS[n - 1]
+        prev, at, last = cur, at + count, n
+    prev ^= _SALTS[last]
+    words_part = buf[at:]
+    words_part[:] = hashed
+    words_part |= _WORD_FLAG
+    buf *= _MIX
+    buf >>= _SHIFT
+    ids = buf.view(np.int64)
+    ids.sort()
     # Distinct ids (sort + neighbour compare: several times faster than np.unique's hash path here).
     keep = np.empty(len(ids), dtype=bool)
     keep[0] = True
@@ -134,7 +152,10 @@ class LinearModel:
     def probabilities(self, ids: np.ndarray, dense: np.ndarray) -> np.ndarray:
         """Class probabilities (softmax) for one example, in :attr:`classes` order."""
         # A matrix-vector product sums the gathered rows far faster than ``.sum(axis=0)`` (strided reduction).
-        z = np.full(len(ids), 1.0 / np.sqrt(len(ids)), dtype=np.float32) @ self.sparse[ids] + dense @ self.dense
+        # ``np.take`` gathers the rows several times faster than fancy indexing (same rows, same sum).
+        n = len(ids)
+        z = np.full(n, 1.0 / math.sqrt(n), dtype=np.float32) @ np.take(self.sparse, ids, axis=0) \
+            + dense @ self.dense
         z = np.exp(z - z.max())
         return z / z.sum()
 

@@ -50,7 +50,7 @@ from .extract import (
     view_of,
 )
 from .header import HEADER_NAME
-from .language import detect_language
+from .language import SAMPLE_CHARS, detect_language
 from .linear import LinearModel, dense_features, load_default, text_features
 from .registry import SIGNAL_FAMILIES, FamilyOptions
 from .types import SCOPE_CONTEXT, SCOPE_LAST, SCOPE_SYSTEM, Classification, Signal, SignalContext
@@ -142,8 +142,7 @@ class Classifier:
             The classification; ``reason`` and signal details never contain prompt text.
         """
         view = view_of(request, **self.bounds)
-        language = detect_language(view.last.prose or view.context.prose)
-        lang_signal = Signal("language", self.default_task, 0.0, language)
+        sample = view.last.prose or view.context.prose  # the language is detected from it when first asked
         ctx = SignalContext(self.tasks, headers) if headers else self._context
         signals = self._collect(view, ctx)
         for family in self.families:  # deciding families, in priority order
@@ -154,10 +153,10 @@ class Classifier:
                 task = mine[0].task
                 reason = (f"header: {mine[0].detail}" if family.name == "header"
                           else self._explain(task, mine))
-                return self._result(task, [*signals, lang_signal], reason, language)
+                return self._result(task, signals, reason, sample)
         scores = self._scores(signals)
         task, reason, extra = self._decide_text(view, signals, scores)
-        return self._result(task, [*signals, *extra, lang_signal], reason, language, scores)
+        return self._result(task, [*signals, *extra], reason, sample, scores)
 
     def linear_inputs(self, body: Mapping[str, Any]) -> tuple[Any, Any]:
         """The linear model's inputs for ``body``: (hashed feature ids, dense features). Used by training."""
@@ -242,8 +241,8 @@ class Classifier:
         mine = sorted((s for s in signals if s.task == task and s.weight > 0), key=lambda s: -s.weight)
         return f"{task}: " + "+".join(s.detail for s in mine[:REASON_SIGNALS])
 
-    def _result(self, task: str, signals: Sequence[Signal], reason: str, language: str,
+    def _result(self, task: str, signals: Sequence[Signal], reason: str, sample: str,
                 scores: Mapping[str, float] | None = None) -> Classification:
-        ordered = tuple(sorted(signals, key=lambda s: -s.weight))
         logger.debug("classified task=%s reason=%s", task, reason)
-        return Classification(task, ordered, reason, language, dict(scores or {}))
+        return Classification(task, signals, reason, None, scores, sample=sample[:SAMPLE_CHARS],
+                              detect=detect_language, default_task=self.default_task)

@@ -1,14 +1,17 @@
 """Value types shared by the classifier's signal families and its pipeline.
 
-Nothing here ever stores prompt text: a :class:`Signal`'s ``detail`` is built only from closed vocabularies
-(rule labels, known language names, file extensions), so it is safe to log and to return in headers.
+Nothing here ever shows prompt text: a :class:`Signal`'s ``detail`` is built only from closed vocabularies
+(rule labels, known language names, file extensions), so it is safe to log and to return in headers. (A
+:class:`Classification` keeps a bounded prose sample in memory until its language is first read; it is never
+part of its repr, its reason or its signals.)
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # Scope multipliers: a signal found in the last user turn counts fully; the same signal in earlier turns or in
 # the system prompt counts less (they set the scene but the last turn says what is wanted now).
@@ -17,8 +20,7 @@ SCOPE_CONTEXT = "ctx"
 SCOPE_SYSTEM = "sys"
 
 
-@dataclass(frozen=True)
-class Signal:
+class Signal(NamedTuple):
     """One piece of evidence for a task.
 
     Attributes:
@@ -30,6 +32,9 @@ class Signal:
             evidence from earlier turns or the system prompt is shown with a ``ctx:`` / ``sys:`` prefix.
         scope: Where the evidence was found: ``last`` (the last user turn), ``ctx`` (earlier turns) or ``sys``
             (the system prompt). The pipeline weighs and caps evidence by this field, never by the detail text.
+
+    A named tuple (immutable; several times cheaper to build than a frozen dataclass, and a request makes
+    a dozen or more). Use ``signal._replace(scope=...)`` for a copy with another field.
     """
 
     name: str
@@ -55,22 +60,80 @@ class SignalContext:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
 class Classification:
     """The classifier's verdict for one request.
 
+    The task and the reason are decided when it is built; the language and the ordered signal list are only
+    worked out when first read (the request path needs the task and the reason; ``/v1/route`` and the tools
+    show the rest), from the bounded prose sample the classifier hands over.
+
     Attributes:
         task: The chosen task (one of the classifier's tasks).
-        signals: Every signal that fired, strongest first.
+        signals: Every signal that fired, strongest first (plus a ``language`` signal of weight 0).
         reason: Human-readable explanation, e.g. ``code: fenced block(python)+keyword(def)``.
         language: ISO 639-1 code of the last user turn's language (``und`` if unknown).
+        scores: Score per task (empty when a deciding family settled the task).
     """
 
-    task: str
-    signals: tuple[Signal, ...]
-    reason: str
-    language: str
-    scores: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
+    __slots__ = ("task", "reason", "scores", "_found", "_language", "_sample", "_detect", "_default", "_signals")
+
+    def __init__(self, task: str, signals: Iterable[Signal], reason: str, language: str | None = None,
+                 scores: Mapping[str, float] | None = None, *, sample: str = "",
+                 detect: Callable[[str], str] | None = None, default_task: str = "general") -> None:
+        """Create a verdict.
+
+        Args:
+            task: The chosen task.
+            signals: The signals that fired (any order; the ``language`` signal is added when ``language`` is
+                worked out lazily).
+            reason: The explanation.
+            language: The language, or None to detect it from ``sample`` with ``detect`` on first read.
+            scores: Score per task.
+            sample: Bounded prose to detect the language of (kept in memory only, never shown).
+            detect: The language detector.
+            default_task: The task the ``language`` signal is filed under.
+        """
+        self.task = task
+        self.reason = reason
+        self.scores = dict(scores or {})
+        self._found = tuple(signals)
+        self._language = language
+        self._sample = sample
+        self._detect = detect
+        self._default = default_task
+        self._signals: tuple[Signal, ...] | None = None
+
+    @property
+    def language(self) -> str:
+        """ISO 639-1 code of the last user turn's language (``und`` if unknown)."""
+        if self._language is None:
+            self._language = self._detect(self._sample) if self._detect is not None else "und"
+            self._sample = ""
+        return self._language
+
+    @property
+    def signals(self) -> tuple[Signal, ...]:
+        """Every signal that fired, strongest first (stable: equal weights keep the order they were found)."""
+        if self._signals is None:
+            found = (*self._found, Signal("language", self._default, 0.0, self.language))
+            self._signals = tuple(sorted(found, key=_strength))
+        return self._signals
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Classification):
+            return NotImplemented
+        return (self.task, self.reason, self.language, self.signals) == (
+            other.task, other.reason, other.language, other.signals)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"Classification(task={self.task!r}, signals={self.signals!r}, reason={self.reason!r}, "
+                f"language={self.language!r})")
+
+
+def _strength(s: Signal) -> float:
+    return -s.weight
 
 
 @dataclass(frozen=True)
