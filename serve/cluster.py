@@ -90,14 +90,18 @@ def router_actor_options(fleet: FleetConfig) -> dict[str, Any]:
         # so relayed chunks never hop threads; engines keep Serve's default.
         "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     }
-    options: dict[str, Any] = {"num_cpus": 1, "runtime_env": {"env_vars": env}}
+    from serve.replica_logging import SETUP_HOOK
+
+    # The setup hook keeps Serve's replica log handlers working through dictConfig calls (serve/replica_logging.py).
+    options: dict[str, Any] = {"num_cpus": 1, "runtime_env": {"env_vars": env, "worker_process_setup_hook": SETUP_HOOK}}
     if resources:
         options["resources"] = resources
     return options
 
 
 #: Source files whose code runs in engine replicas; everything else under ``serve/`` is router code.
-_ENGINE_CODE = ("engine_server.py", "engine_record.py", "engine_stats.py", "deployments.py", "orphans.py", "lora.py")
+_ENGINE_CODE = ("engine_server.py", "engine_record.py", "engine_stats.py", "deployments.py", "orphans.py", "lora.py",
+                "replica_logging.py")
 _PACKAGE = Path(__file__).resolve().parent
 
 
