@@ -90,10 +90,11 @@ def router_actor_options(fleet: FleetConfig) -> dict[str, Any]:
         # so relayed chunks never hop threads; engines keep Serve's default.
         "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     }
-    from serve.replica_logging import SETUP_HOOK
+    from serve.replica_logging import hook_env
 
     # The setup hook keeps Serve's replica log handlers working through dictConfig calls (serve/replica_logging.py).
-    options: dict[str, Any] = {"num_cpus": 1, "runtime_env": {"env_vars": env, "worker_process_setup_hook": SETUP_HOOK}}
+    env.update(hook_env())
+    options: dict[str, Any] = {"num_cpus": 1, "runtime_env": {"env_vars": env}}
     if resources:
         options["resources"] = resources
     return options

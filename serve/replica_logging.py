@@ -9,10 +9,13 @@ handler of the process* (``logging.config._clearExistingHandlers``), loggers it 
 controller recovers each live replica through ``is_allocated``, gets ``AttributeError``, marks the replica
 FAILED and kills it, healthy engine included (measured: both engines replaced, most requests failed).
 
-The fix runs in every replica process before any user code, as Ray's ``worker_process_setup_hook``
-(``runtime_env={"worker_process_setup_hook": "serve.replica_logging.protect_serve_logging"}``, set on the
-engine and router deployments; Ray passes it to the worker through its reserved env var and
-``default_worker.py`` calls it before the actor is created). It wraps ``logging.config.dictConfig`` so a
+The fix runs in every replica process before any user code, as Ray's worker process setup hook. Ray turns
+``runtime_env={"worker_process_setup_hook": ...}`` into the env var ``__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR``
+only for a *job's* runtime env (``ray.init``); in an actor's runtime env (what a Serve deployment gets) the
+field is a no-op (Ray Serve LLM's own no-op hook is set that way). So the engine and router deployments set
+that env var themselves (:func:`hook_env`): each worker process Ray starts for them (``default_worker.py``)
+imports and calls :func:`protect_serve_logging` before the replica actor is created. It wraps
+``logging.config.dictConfig`` so a
 configuration call still applies in full, and afterwards gives the ``ray.serve`` logger back what the call
 took: each ``MemoryHandler`` its target (through the public ``setTarget``; the rotating file handler reopens
 its file on the next record) and the logger its enabled state (a config with
@@ -33,8 +36,16 @@ from typing import Any
 
 #: Ray Serve's logger (``ray.serve._private.constants.SERVE_LOGGER_NAME``).
 SERVE_LOGGER = "ray.serve"
-#: Import path of the setup hook, for a deployment's ``runtime_env["worker_process_setup_hook"]``.
+#: Import path of the setup hook.
 SETUP_HOOK = "serve.replica_logging.protect_serve_logging"
+#: The env var Ray's ``default_worker.py`` reads the setup hook from (``ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR``;
+#: a value that is not a ``ray_runtime_env_func::`` key is imported as ``module.function``).
+SETUP_HOOK_ENV = "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"
+
+
+def hook_env() -> dict[str, str]:
+    """Env vars that make Ray run :func:`protect_serve_logging` in a deployment's replica processes."""
+    return {SETUP_HOOK_ENV: SETUP_HOOK}
 
 _MARK = "_qwen_serve_keeps_serve_handlers"
 

@@ -77,11 +77,11 @@ class Load:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _client(self) -> Any:
-        import httpx
         from openai import OpenAI
 
-        timeout = httpx.Timeout(self.read_timeout_s, connect=5.0)
-        return OpenAI(base_url=self.base_url + "/v1", api_key=self.api_key, max_retries=0, timeout=timeout)
+        # A plain number: this openai release runs on httpx2 and refuses an ``httpx.Timeout``.
+        return OpenAI(base_url=self.base_url + "/v1", api_key=self.api_key, max_retries=0,
+                      timeout=self.read_timeout_s)
 
     def _one(self, client: Any) -> Outcome:
         start = time.monotonic()

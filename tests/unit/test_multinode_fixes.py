@@ -17,7 +17,7 @@ import pytest
 from bench.multinode.load import stream_tokens
 from serve.cluster import router_actor_options
 from serve.config import FleetConfig
-from serve.replica_logging import SETUP_HOOK, keep_serve_handlers
+from serve.replica_logging import SETUP_HOOK, SETUP_HOOK_ENV, keep_serve_handlers
 from serve.stack import update_progress
 from tests.multinode.fleet import ENGINE_THREADS, EXTRA, MODEL, multinode_fleet
 
@@ -84,12 +84,16 @@ def _fleet(extra: bool = False) -> FleetConfig:
 
 
 def test_every_deployment_installs_the_logging_hook() -> None:
+    from ray._private import ray_constants
+
     from serve.deployments import build_llm_config
 
     f = _fleet()
     llm = build_llm_config(f.deployment(MODEL), f)
-    assert llm.runtime_env["worker_process_setup_hook"] == SETUP_HOOK
-    assert router_actor_options(f)["runtime_env"]["worker_process_setup_hook"] == SETUP_HOOK
+    # The env var Ray's default_worker reads (the runtime_env field is a no-op for actors).
+    assert SETUP_HOOK_ENV == ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR
+    assert llm.runtime_env["env_vars"][SETUP_HOOK_ENV] == SETUP_HOOK
+    assert router_actor_options(f)["runtime_env"]["env_vars"][SETUP_HOOK_ENV] == SETUP_HOOK
     module, _, fn = SETUP_HOOK.rpartition(".")
     assert callable(getattr(__import__(module, fromlist=[fn]), fn))  # Ray imports it by this path
 
@@ -151,3 +155,10 @@ def test_stream_tokens_counts_usage_for_reasoning_only_answers() -> None:
     assert stream_tokens(reasoning_only) == 64  # counting content chunks reported 0 here
     assert stream_tokens([_chunk(reasoning="a"), _chunk(content="b"), _chunk()]) == 2  # no usage chunk
     assert stream_tokens([_chunk()]) == 0  # an empty answer stays a failure
+
+
+def test_load_client_builds_with_this_openai_release() -> None:
+    from bench.multinode.load import Load
+
+    client = Load("http://127.0.0.1:9", MODEL, read_timeout_s=7.5)._client()  # the first run's threads died here
+    assert client.max_retries == 0
