@@ -219,7 +219,10 @@ def main() -> int:
                           ("controller_restart", lambda: controller_restart(cluster, url)),
                           ("node_loss", lambda: node_loss(cluster, url))):
             sys.stderr.write(f"[multinode] {name} ...\n")
+            load_before = os.getloadavg()[0]
             results[name] = run()
+            # The host is shared: the 1-minute load average around each scenario says how quiet it was.
+            results[name]["host_load_1m"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
             sys.stderr.write(f"[multinode] {name}: {json.dumps(results[name])}\n")
         down = _cli(env, "down", "--timeout", "5", timeout=300)
         results["down_left_cluster_running"] = down.returncode == 0 and len(cluster.alive_ips()) >= 3
