@@ -51,7 +51,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack.deploy(fleet, out, update=update)
     stack.save_state(fleet, address=address, owns_cluster=owns)
     base = f"http://{stack.public_host(fleet, address)}:{fleet.port}"
-    if not stack.wait_ready(base, args.timeout, out, [d.name for d in fleet.deployments]):
+    # A rolling update returns once the new fleet serves, not while the old one still answers /ready.
+    ready = (stack.wait_updated(base, fleet, args.timeout, out) if update
+             else stack.wait_ready(base, args.timeout, out, [d.name for d in fleet.deployments]))
+    if not ready:
         out.write(f"not ready after {args.timeout:.0f}s; see `qwen-serve status` and the Ray logs\n")
         return 1
     out.write(f"\nqwen-serve `{fleet.name}` is up: {base}/v1  (models: {', '.join(d.name for d in fleet.deployments)})\n")

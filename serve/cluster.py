@@ -90,6 +90,10 @@ def router_actor_options(fleet: FleetConfig) -> dict[str, Any]:
         # so relayed chunks never hop threads; engines keep Serve's default.
         "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     }
+    from serve.replica_logging import hook_env
+
+    # The setup hook keeps Serve's replica log handlers working through dictConfig calls (serve/replica_logging.py).
+    env.update(hook_env())
     options: dict[str, Any] = {"num_cpus": 1, "runtime_env": {"env_vars": env}}
     if resources:
         options["resources"] = resources
@@ -97,7 +101,8 @@ def router_actor_options(fleet: FleetConfig) -> dict[str, Any]:
 
 
 #: Source files whose code runs in engine replicas; everything else under ``serve/`` is router code.
-_ENGINE_CODE = ("engine_server.py", "engine_record.py", "engine_stats.py", "deployments.py", "orphans.py", "lora.py")
+_ENGINE_CODE = ("engine_server.py", "engine_record.py", "engine_stats.py", "deployments.py", "orphans.py", "lora.py",
+                "replica_logging.py")
 _PACKAGE = Path(__file__).resolve().parent
 
 

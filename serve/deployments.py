@@ -101,8 +101,11 @@ def build_llm_config(spec: DeploymentSpec, fleet: FleetConfig | None = None) -> 
         if spec.lora.runtime:
             # vLLM serves /v1/load_lora_adapter only with this set (serve/router/adapters.py calls it).
             env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
-    if env:
-        kwargs["runtime_env"] = {"env_vars": env}
+    # Every replica process keeps Serve's log handlers when vLLM or uvicorn reconfigure logging; without it
+    # a restarted Serve controller kills healthy replicas (serve/replica_logging.py).
+    from serve.replica_logging import hook_env
+
+    kwargs["runtime_env"] = {"env_vars": {**env, **hook_env()}}
     return LLMConfig(
         model_loading_config={"model_id": spec.name, "model_source": spec.model_source},
         engine_kwargs=engine,

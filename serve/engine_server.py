@@ -109,8 +109,10 @@ class QwenLLMServer(LLMServer):
                          require_secret=self._engine_auth)
         host = self._host
         port = _free_port(host)
+        # log_config=None: uvicorn's default would run logging.config.dictConfig in this replica process,
+        # which closes Ray Serve's replica log handlers (serve/replica_logging.py explains the damage).
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False,
+            app, host=host, port=port, log_level="warning", log_config=None, access_log=False,
             lifespan="off", timeout_keep_alive=75, loop="none", backlog=4096,
         )
         server = uvicorn.Server(config)

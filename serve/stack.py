@@ -247,6 +247,86 @@ def wait_ready(base_url: str, timeout_s: float, out: TextIO, names: list[str]) -
     return False
 
 
+def serve_app_state() -> dict[str, Any] | None:
+    """The qwen-serve application's state in Serve: ``{"status", "message", "deployments": {name: status}}``
+    (None when the application is not deployed or Serve does not answer)."""
+    from ray import serve
+
+    from serve.app import APP_NAME
+
+    try:
+        app = serve.status().applications.get(APP_NAME)
+    except Exception:  # noqa: BLE001 - controller restarting; asked again on the next poll
+        return None
+    if app is None:
+        return None
+
+    def _name(status: Any) -> str:
+        return str(getattr(status, "value", status))
+
+    return {"status": _name(app.status), "message": str(app.message or ""),
+            "deployments": {name: _name(d.status) for name, d in app.deployments.items()}}
+
+
+def update_progress(app: dict[str, Any] | None, ready_code: int, ready: Any, fleet: Any) -> tuple[str, str]:
+    """Where a rolling update stands: ``("done" | "failed" | "waiting", what it waits for)``.
+
+    Done when Serve runs exactly the new fleet's deployments (application RUNNING, every deployment HEALTHY:
+    changed engines replaced, removed ones gone, added ones up) and the router answers ``/ready`` for the new
+    fleet (its deployment list is the new fleet's: the live router swapped to it, ``serve/hotswap.py``).
+
+    Args:
+        app: :func:`serve_app_state`.
+        ready_code: HTTP status of the router's ``/ready`` (0: no answer).
+        ready: Its JSON body.
+        fleet: The new fleet config.
+    """
+    from serve.app import ROUTER_DEPLOYMENT
+    from serve.deployments import engine_deployment_name
+
+    names = [d.name for d in fleet.deployments]
+    want = {engine_deployment_name(n) for n in names} | {ROUTER_DEPLOYMENT}
+    if app is None:
+        return "waiting", "the Serve application's status"
+    if app["status"] == "DEPLOY_FAILED":
+        return "failed", f"Serve: deploy failed: {app['message'][:500]}"
+    have = dict(app["deployments"])
+    if app["status"] != "RUNNING" or set(have) != want:
+        busy = sorted(n for n in have if have[n] != "HEALTHY" or n not in want)
+        return "waiting", f"Serve {app['status'].lower()}: {', '.join(busy) or 'starting the new deployments'}"
+    unhealthy = sorted(n for n, st in have.items() if st != "HEALTHY")
+    if unhealthy:
+        return "waiting", f"Serve: not healthy yet: {', '.join(unhealthy)}"
+    served = set(ready.get("deployments", {})) if isinstance(ready, dict) else set()
+    if served != set(names):
+        return "waiting", "the router to take the new fleet"
+    if ready_code != 200:
+        return "waiting", "the router's /ready"
+    return "done", "the new fleet is live"
+
+
+def wait_updated(base_url: str, fleet: Any, timeout_s: float, out: TextIO) -> bool:
+    """After an in-place update: wait until the new fleet is live (:func:`update_progress`); True when it is."""
+    t0 = time.monotonic()
+    last = ""
+    while time.monotonic() - t0 < timeout_s:
+        code, body = http_json(base_url + "/ready")
+        state, what = update_progress(serve_app_state(), code, body, fleet)
+        elapsed = time.monotonic() - t0
+        if state == "done":
+            out.write(f"updated after {elapsed:.0f}s: {what}\n")
+            return True
+        if state == "failed":
+            out.write(f"update failed after {elapsed:.0f}s: {what}\n")
+            return False
+        if what != last or int(elapsed) % 30 == 0:
+            out.write(f"[{elapsed:5.0f}s] update: waiting for {what}\n")
+            out.flush()
+        last = what
+        time.sleep(1.0)
+    return False
+
+
 def save_state(fleet: Any, *, address: str | None = None, owns_cluster: bool = True) -> None:
     """Remember where the running stack listens and whose Ray cluster it runs on (for ``down``, ``status``).
 

@@ -43,6 +43,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def router_port() -> int:
+    """The stack's port for a multi-node run: ``QWEN_SERVE_MULTINODE_PORT`` when set, else a free one."""
+    value = os.environ.get("QWEN_SERVE_MULTINODE_PORT", "").strip()
+    return int(value) if value else free_port()
+
+
 def wait_port(host: str, port: int, timeout_s: float = 60.0) -> None:
     """Wait until ``host:port`` accepts TCP connections.
 
@@ -148,7 +154,10 @@ class LocalCluster:
         if self.redis:
             self._start_redis()
         self.gcs_port = self.gcs_port or free_port()
+        # Every port this head listens on is picked free here or by Ray: none of a default single-node Ray's
+        # fixed ports (6379 GCS, 10001 client server, 52365 dashboard agent), so the two never clash.
         cmd = [_ray_bin(), "start", "--head", f"--port={self.gcs_port}", "--node-ip-address=127.0.0.1",
+               f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
                f"--num-cpus={self.head_cpus}", '--resources={"head": 1}', "--include-dashboard=false",
                "--disable-usage-stats"]
         r = subprocess.run(cmd, env=self._env(), capture_output=True, text=True, timeout=180)
@@ -190,7 +199,7 @@ class LocalCluster:
 
         cmd = [_ray_bin(), "start", f"--address={self.address}", f"--node-ip-address={node.ip}",
                f"--num-cpus={node.num_cpus}", f"--resources={json.dumps(node.resources)}", "--block",
-               "--disable-usage-stats"]
+               f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"]
         log = open(self.log_dir / f"node-{node.name}.log", "ab")  # noqa: SIM115 - the process owns it
         node.proc = subprocess.Popen(cmd, env=self._env(), stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,32 @@ class Outcome:
     ok: bool
     error: str = ""
     replica: str = ""
+    tokens: int = 0
+
+
+def stream_tokens(chunks: Iterable[Any]) -> int:
+    """Completion tokens of a streamed chat answer: the final ``usage`` chunk's count, else the chunks that
+    carried text (content or reasoning).
+
+    Counting content chunks alone is not enough: a tiny random-weight Qwen3 can spend a whole answer inside
+    its reasoning block, streaming only ``reasoning_content`` (0 content chunks for a good answer).
+    """
+    usage = None
+    text_chunks = 0
+    for chunk in chunks:
+        if getattr(chunk, "usage", None) is not None:
+            usage = chunk.usage
+        for choice in getattr(chunk, "choices", None) or []:
+            delta = getattr(choice, "delta", None)
+            if delta is None:
+                continue
+            extra = getattr(delta, "model_extra", None) or {}
+            reasoning = getattr(delta, "reasoning_content", None) or extra.get("reasoning_content") \
+                or extra.get("reasoning")
+            if getattr(delta, "content", None) or reasoning:
+                text_chunks += 1
+    completion = getattr(usage, "completion_tokens", None) if usage is not None else None
+    return int(completion) if completion else text_chunks
 
 
 @dataclass
@@ -50,25 +77,23 @@ class Load:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _client(self) -> Any:
-        import httpx
         from openai import OpenAI
 
-        timeout = httpx.Timeout(self.read_timeout_s, connect=5.0)
-        return OpenAI(base_url=self.base_url + "/v1", api_key=self.api_key, max_retries=0, timeout=timeout)
+        # A plain number: this openai release runs on httpx2 and refuses an ``httpx.Timeout``.
+        return OpenAI(base_url=self.base_url + "/v1", api_key=self.api_key, max_retries=0,
+                      timeout=self.read_timeout_s)
 
     def _one(self, client: Any) -> Outcome:
         start = time.monotonic()
         try:
             raw = client.chat.completions.with_raw_response.create(
                 model=self.model, messages=[{"role": "user", "content": "Tell me a long story."}],
-                max_tokens=self.max_tokens, stream=True, extra_body={"ignore_eos": True})
+                max_tokens=self.max_tokens, stream=True, stream_options={"include_usage": True},
+                extra_body={"ignore_eos": True})
             replica = raw.headers.get("x-qwen-replica", "")
-            tokens = 0
-            for chunk in raw.parse():
-                if chunk.choices and chunk.choices[0].delta.content:
-                    tokens += 1
+            tokens = stream_tokens(raw.parse())
             ok = tokens > 0
-            return Outcome(start, time.monotonic(), ok, "" if ok else "empty", replica)
+            return Outcome(start, time.monotonic(), ok, "" if ok else "empty", replica, tokens)
         except Exception as exc:  # noqa: BLE001 - every failure kind is recorded, none is raised
             kind = type(exc).__name__
             if "Timeout" in kind:

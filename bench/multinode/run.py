@@ -33,9 +33,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.multinode.cluster import LocalCluster, free_port  # noqa: E402
+from bench.multinode.cluster import LocalCluster, router_port  # noqa: E402
 from bench.multinode.load import Load, summarize  # noqa: E402
-from tests.multinode.fleet import MODEL, POOL, write  # noqa: E402
+from tests.multinode.fleet import EXTRA, MODEL, POOL, write  # noqa: E402
 
 CONCURRENCY = 4
 MAX_TOKENS = 64
@@ -52,6 +52,15 @@ def _replica_hosts(url: str) -> dict[str, str]:
     except (httpx.HTTPError, ValueError, KeyError):
         return {}
     return {str(e["replica"]): str(urlparse(str(e["url"])).hostname) for e in eps}
+
+
+def _chat_status(url: str, model: str) -> int:
+    """HTTP status of a short chat request to ``model`` (0: no answer)."""
+    try:
+        return httpx.post(url + "/v1/chat/completions", timeout=120, json={
+            "model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}).status_code
+    except httpx.HTTPError:
+        return 0
 
 
 def _run_fault(url: str, fault: Any, *, settle_s: float = 15.0, warm_s: float = 6.0) -> dict[str, Any]:
@@ -110,18 +119,35 @@ def gcs_restart(cluster: LocalCluster, url: str, down_s: float = 10.0) -> dict[s
     return result
 
 
-def controller_restart(cluster: LocalCluster, url: str) -> dict[str, Any]:
-    """SIGKILL the Serve controller; then SIGKILL the router replica and time its return on the port."""
+def _engine_pids(cluster: LocalCluster) -> list[int]:
+    return sorted(int(str(a["pid"])) for a in cluster.actors("ServeReplica:qwen-serve:engine-"))
+
+
+def controller_restart(cluster: LocalCluster, url: str, recover_s: float = 30.0) -> dict[str, Any]:
+    """SIGKILL the Serve controller under load; check the restarted controller kept the engine replicas
+    (same actor pids) and the router; then SIGKILL the router replica and time its return on the port
+    (no ``down && up``)."""
     (controller,) = cluster.actors("ServeController")
+    (router_before,) = cluster.actors("ServeReplica:qwen-serve:router")
+    engines_before = _engine_pids(cluster)
+    times: dict[str, float] = {}
 
     def fault() -> dict[str, Any]:
-        os.kill(int(controller["pid"]), signal.SIGKILL)
+        times["t0"] = time.monotonic()
+        os.kill(int(str(controller["pid"])), signal.SIGKILL)
         return {}
 
-    result = _run_fault(url, fault)
+    # The load runs while the new controller starts and recovers the replicas it finds.
+    result = _run_fault(url, fault, settle_s=recover_s)
+    new = [a for a in cluster.actors("ServeController") if a["pid"] != controller["pid"]]
+    result["new_controller"] = bool(new)
+    engines_after = _engine_pids(cluster)
     (router,) = cluster.actors("ServeReplica:qwen-serve:router")
+    result["engines_survived"] = engines_after == engines_before
+    result["engine_pids_before_after"] = [engines_before, engines_after]
+    result["router_survived"] = router["pid"] == router_before["pid"]
     t0 = time.monotonic()
-    os.kill(int(router["pid"]), signal.SIGKILL)
+    os.kill(int(str(router["pid"])), signal.SIGKILL)
     back = None
     while time.monotonic() - t0 < 300:
         try:
@@ -143,14 +169,19 @@ def rolling_update(env: dict[str, str], state: Path, port: int, address: str, ur
     add = _cli(env, "up", "--config", str(write(state / "extra.yaml", port, extra=True)), "--address", address,
                "--detach", "--timeout", "600")
     t1 = time.monotonic()
+    # `up` returns once the new fleet is live: the added deployment answers at once.
+    extra_at_return = _chat_status(url, EXTRA)
     rem = _cli(env, "up", "--config", str(write(state / "fleet.yaml", port)), "--address", address,
                "--detach", "--timeout", "600")
     t2 = time.monotonic()
+    removed_at_return = _chat_status(url, EXTRA)
     time.sleep(5)
     outcomes = load.stop()
     result = summarize(outcomes)
     result.update({"add_rc": add.returncode, "add_s": round(t1 - t0, 1), "remove_rc": rem.returncode,
-                   "remove_s": round(t2 - t1, 1), "unchanged_replicas_kept": _replica_hosts(url) == before})
+                   "remove_s": round(t2 - t1, 1), "added_status_when_up_returned": extra_at_return,
+                   "removed_status_when_up_returned": removed_at_return,
+                   "unchanged_replicas_kept": _replica_hosts(url) == before})
     return result
 
 
@@ -161,11 +192,11 @@ def main() -> int:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    state = Path("/tmp/qwen-serve-multinode-bench")
+    state = Path(os.environ.get("QWEN_SERVE_STATE_DIR") or "/tmp/qwen-serve-multinode-bench")
     state.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "QWEN_SERVE_STATE_DIR": str(state), "RAY_AUTH_MODE": "disabled"}  # as the cluster's
     env.pop("RAY_ADDRESS", None)
-    port = free_port()
+    port = router_port()
     url = f"http://127.0.0.1:{port}"
     cluster = LocalCluster(redis=True, head_cpus=3, log_dir=state / "logs")
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -188,7 +219,10 @@ def main() -> int:
                           ("controller_restart", lambda: controller_restart(cluster, url)),
                           ("node_loss", lambda: node_loss(cluster, url))):
             sys.stderr.write(f"[multinode] {name} ...\n")
+            load_before = os.getloadavg()[0]
             results[name] = run()
+            # The host is shared: the 1-minute load average around each scenario says how quiet it was.
+            results[name]["host_load_1m"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
             sys.stderr.write(f"[multinode] {name}: {json.dumps(results[name])}\n")
         down = _cli(env, "down", "--timeout", "5", timeout=300)
         results["down_left_cluster_running"] = down.returncode == 0 and len(cluster.alive_ips()) >= 3

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.multinode.cluster import LocalCluster, free_port
+from bench.multinode.cluster import LocalCluster, router_port
 from tests.multinode.fleet import POOL, write
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterS
     env = {**os.environ, "QWEN_SERVE_STATE_DIR": str(state), "RAY_AUTH_MODE": "disabled"}  # as the cluster's
     env.pop("RAY_ADDRESS", None)
     cluster = LocalCluster(redis=True, head_cpus=3, log_dir=state / "logs")
-    port = free_port()
+    port = router_port()
     stack = ClusterStack(cluster, f"http://127.0.0.1:{port}", port, env, state)
     t0 = time.monotonic()
     try:
@@ -83,8 +83,8 @@ def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterS
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip this directory's tests unless ``QWEN_SERVE_MULTINODE_TESTS=1``: the harness has not completed a
-    run on the development machine yet (README, "Several Ray nodes"); ``make test-multinode`` runs them."""
+    """Skip this directory's tests unless ``QWEN_SERVE_MULTINODE_TESTS=1`` (``make test-multinode``): they need
+    a ``redis-server`` and start their own four-node cluster, 15-20 minutes of a 2-core machine."""
     if os.environ.get("QWEN_SERVE_MULTINODE_TESTS") == "1":
         return
     skip = pytest.mark.skip(reason="multi-node cluster tests: run with `make test-multinode`")

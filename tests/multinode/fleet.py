@@ -13,6 +13,8 @@ POOL = "engine-pool"
 MODEL = "qwen3-pool"
 EXTRA = "qwen2-extra"
 MODELS_DIR = "${QWEN_SERVE_MODELS:-~/.cache/qwen-serve/tiny}"
+#: Engine process environment: no CPU pinning, one torch (OpenMP) thread.
+ENGINE_THREADS = {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"}
 _ENGINE = {"max_model_len": 1024, "enforce_eager": True, "dtype": "bfloat16"}
 
 
@@ -33,7 +35,10 @@ def multinode_fleet(port: int, *, extra: bool = False) -> dict[str, Any]:
         "name": "multinode",
         "host": "127.0.0.1",
         "port": port,
-        "ray": {"router_placement": "head", "env": {"VLLM_CPU_KVCACHE_SPACE": "1"}},
+        # Engines share the host's cores: no OpenMP core binding (vLLM's "auto" pins each engine to cores it
+        # picks, the same ones for every engine on one host) and one torch thread each, so two engines run
+        # on a 2-core machine without starving each other or the router.
+        "ray": {"router_placement": "head", "env": {"VLLM_CPU_KVCACHE_SPACE": "1", **ENGINE_THREADS}},
         "deployments": deployments,
         "router": {"default_task": "general", "aliases": aliases},
     }

@@ -85,7 +85,8 @@ def test_rolling_update_adds_and_removes_without_failures(cluster_stack: Cluster
         assert _chat(cluster_stack.url, "qwen-extra").headers["x-qwen-model"] == EXTRA  # the router's new alias
         removed = cluster_stack.up(extra=False)
         assert removed.returncode == 0, removed.stdout[-2000:] + removed.stderr[-2000:]
-        _poll(lambda: _chat(cluster_stack.url, EXTRA).status_code == 404, 120, f"{EXTRA} gone")
+        # `up` returns once the new fleet is live: the removed deployment is unknown at once.
+        assert _chat(cluster_stack.url, EXTRA).status_code == 404
     finally:
         outcomes = load.stop()
     summary = summarize(outcomes)
@@ -115,24 +116,32 @@ def test_gcs_restart_keeps_serving(cluster_stack: ClusterStack) -> None:
 
 def test_router_recovers_after_a_controller_restart(cluster_stack: ClusterStack) -> None:
     """The Serve controller restarts (killed) while the router replica holds the public port; requests keep
-    flowing; then the router replica itself dies and the restarted controller brings a new one back on the
-    same port: no ``down && up``."""
+    flowing and the new controller keeps the healthy replicas it recovers (the engines and the router are
+    the same actors afterwards: serve/replica_logging.py); then the router replica itself dies and the
+    restarted controller brings a new one back on the same port: no ``down && up``."""
     import os
     import signal
 
+    cluster = cluster_stack.cluster
+    engines = sorted(int(str(a["pid"])) for a in cluster.actors("ServeReplica:qwen-serve:engine-"))
+    (router_before,) = cluster.actors("ServeReplica:qwen-serve:router")
+    assert len(engines) == 2, engines
     load = Load(cluster_stack.url, MODEL, concurrency=2, max_tokens=32).start()
     try:
-        (controller,) = cluster_stack.cluster.actors("ServeController")
-        os.kill(int(controller["pid"]), signal.SIGKILL)
-        _poll(lambda: any(a["pid"] != controller["pid"] for a in cluster_stack.cluster.actors("ServeController")),
+        (controller,) = cluster.actors("ServeController")
+        os.kill(int(str(controller["pid"])), signal.SIGKILL)
+        _poll(lambda: any(a["pid"] != controller["pid"] for a in cluster.actors("ServeController")),
               120, "a new Serve controller")
-        time.sleep(5)
+        # Long enough for the new controller to recover (and, before the fix, kill) the live replicas.
+        time.sleep(30)
     finally:
         outcomes = load.stop()
     summary = summarize(outcomes)
     assert summary["requests"] > 0 and summary["failed"] == 0, summary
-    (router,) = cluster_stack.cluster.actors("ServeReplica:qwen-serve:router")
-    os.kill(int(router["pid"]), signal.SIGKILL)
+    assert sorted(int(str(a["pid"])) for a in cluster.actors("ServeReplica:qwen-serve:engine-")) == engines
+    (router,) = cluster.actors("ServeReplica:qwen-serve:router")
+    assert router["pid"] == router_before["pid"]
+    os.kill(int(str(router["pid"])), signal.SIGKILL)
     _poll(lambda: httpx.get(cluster_stack.url + "/ready", timeout=5).status_code == 200, 180,
           "a new router replica serving on the port")
     assert _chat(cluster_stack.url, MODEL).status_code == 200
