@@ -84,7 +84,7 @@ def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterS
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip this directory's tests unless ``QWEN_SERVE_MULTINODE_TESTS=1`` (``make test-multinode``): they need
-    a ``redis-server`` and start their own four-node cluster, 15-20 minutes of a 2-core machine."""
+    a ``redis-server`` and start their own four-node cluster, about 20 minutes of a 2-core machine."""
     if os.environ.get("QWEN_SERVE_MULTINODE_TESTS") == "1":
         return
     skip = pytest.mark.skip(reason="multi-node cluster tests: run with `make test-multinode`")
