@@ -120,7 +120,11 @@ wait_ready() {  # WHAT URL PIDNAME: wait while the call has time; 0 ready, 1 out
     fi
     sleep 3
   done
-  log "$1 not ready yet (out of time in this call)"; return 1
+  log "$1 not ready yet (out of time in this call)"
+  # Keep what the starting stack logged so far: if the lease ends here, this call's $OUT is all that comes back.
+  [ "$3" = stack ] && save_ray_logs "starting-$(el)s" && tail -n 30 /tmp/ray/session_latest/logs/serve/controller_*.log \
+    2>/dev/null | grep -E "WARN|ERROR|pending|PENDING|resources" | tail -n 8
+  return 1
 }
 
 fail_dump() {  # why: print the logs that say why a server did not come up
