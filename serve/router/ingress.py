@@ -39,6 +39,23 @@ def _raise_priority() -> None:
             logger.info("router priority unchanged for thread %s (no permission to renice)", tid)
 
 
+#: Longest a new router replica waits for the previous one to release its port (Serve raises the router's
+#: graceful shutdown to 35 s to cover its direct-ingress drain).
+PORT_WAIT_S = 60.0
+
+
+def _prepare_port(host: str) -> None:
+    """Before Serve opens this replica's direct-ingress socket: allow rebinding over TIME_WAIT, and wait for
+    a router being replaced to let go of its port (``serve.router.ingress_port``)."""
+    from serve.router.ingress_port import allow_rebind, ingress_port_range, wait_for_free_port
+
+    span = ingress_port_range()
+    if span is None:  # Serve's proxy is the ingress: it binds its own socket
+        return
+    allow_rebind()
+    wait_for_free_port(host, range(*span), PORT_WAIT_S)
+
+
 @serve.ingress()
 class RouterIngress:
     """Ray Serve ingress hosting :func:`serve.router.app.create_app` over the engines' Ray KV registry.
@@ -56,6 +73,7 @@ class RouterIngress:
         self._fleet = FleetConfig.from_dict(fleet)
         configure_logging(json_format=self._fleet.log_json)
         _raise_priority()
+        _prepare_port(self._fleet.host)
         # Requests reach the engines over their private HTTP endpoints (serve.engine_record). The handles
         # serve one purpose: asking Serve for a replica of a deployment scaled to zero (serve.router.coldstart).
         self._engines = dict(engines or {})

@@ -208,7 +208,7 @@ class DeploymentChooser:
         if why is not None:
             raise InvalidRequestError(_explain_incapable(why, name, self.specs[name]), param=_param_of(why),
                                       code=why)
-        self._check_available(name)
+        self.check_available(name)
         return "explicit model"
 
     def choose_deployment(self, task: str, facts: RequestFacts) -> tuple[str, list[str], str, str | None]:
@@ -245,7 +245,17 @@ class DeploymentChooser:
             retry_after=2.0,
         )
 
-    def _check_available(self, name: str) -> None:
+    def check_available(self, name: str) -> None:
+        """Raise unless deployment ``name`` has a healthy endpoint and room below its hard limit.
+
+        Called at decision time and again by the dispatcher right before it counts the request in flight,
+        with no ``await`` in between: between the decision and the dispatch the event loop runs other
+        requests' decisions (a burst is parsed and decided before any of it is sent), so only the second
+        check bounds what a deployment admits.
+
+        Raises:
+            OverloadedError: No healthy endpoint (``deployment_unavailable``) or at capacity (``overloaded``).
+        """
         load = self.registry.load(name)
         if not load.healthy_endpoints:
             raise OverloadedError(f"Deployment `{name}` has no healthy replica right now; retry later.",

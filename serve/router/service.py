@@ -435,6 +435,9 @@ class RouterService:
                                           code="deployment_unavailable", retry_after=5.0)
                 payload = orjson.dumps({**p.body, "model": decision.model})
                 continue
+            if p.replica is None:
+                # The hard limit again, now atomically with counting the request in (no await in between).
+                self.chooser.check_available(decision.model)
             self.metrics.replica_choices.labels(self.metrics.model_label(ep.deployment), outcome).inc()
             lease = Lease(self.registry, ep, p.url if p.replica is not None else ep.target())
             try:

@@ -197,15 +197,20 @@ async def _burst(url: str, n: int, body: dict[str, Any]) -> list[tuple[int, dict
 
 @pytest.mark.slow
 def test_overload_is_shed_with_retry_after_and_nothing_hangs(stack_url: str) -> None:
-    # the e2e fleet's qwen3-general admits max_ongoing + max_queued = 8 + 16 at once; send four times that at
-    # once, explicit (no spill-over), each long enough to still be running when the last one arrives
-    hard = BUSY_MAX_ONGOING * 3
-    results = asyncio.run(_burst(stack_url, 4 * hard, chat(GENERAL, max_tokens=64, ignore_eos=True)))
+    # each replica of the e2e fleet's qwen3-general admits max_ongoing + max_queued = 8 + 16 at once; send
+    # twice what its replicas admit together, at once, explicit (no spill-over). Every request is parsed and
+    # decided before any is sent, so this also checks that the hard limit holds for a burst (the dispatcher
+    # counts a request in atomically with checking the limit; before, 89 of 96 were admitted). 32 tokens each
+    # keep the admitted ones running while the burst arrives (under a second) and finish well inside the
+    # timeout even when the 2 cores are slow (a minute). Some may finish early on a fast machine: hence half.
+    replicas = len(probes.replica_urls(stack_url, GENERAL))
+    hard = BUSY_MAX_ONGOING * 3 * replicas
+    results = asyncio.run(_burst(stack_url, 2 * hard, chat(GENERAL, max_tokens=32, ignore_eos=True)))
     codes = [c for c, _ in results]
     assert -1 not in codes and -2 not in codes, "hung or dropped connections"
     assert set(codes) <= {200, 503}, sorted(set(codes))
     shed = [h for c, h in results if c == 503]
-    assert shed, "over twice the hard limit at once must shed some requests"
+    assert len(shed) >= hard // 2, f"twice the hard limit at once, {codes.count(200)} admitted"
     assert all("retry-after" in h for h in shed)
     assert codes.count(200) >= BUSY_MAX_ONGOING
     probes.wait_ready(stack_url, 60)

@@ -86,3 +86,23 @@ async def test_client_disconnect_before_headers_releases_the_slot(slow_router: A
             break
         await asyncio.sleep(0.01)
     assert registry.load("general").ongoing == 0
+
+
+@pytest.mark.parametrize("model", ["general", "auto"])
+async def test_a_burst_admits_no_more_than_the_hard_limit(slow_router: Any, model: str) -> None:
+    """Thirty requests at once, decided before any is sent: the hard limit (4 ongoing + 4 queued on the one
+    replica of `general`) still holds, because the dispatcher checks it again atomically with counting the
+    request in flight. The rest get 503 with Retry-After, and every slot is given back."""
+    c, registry = slow_router
+    body = chat(model=model) if model == "general" else chat(model=model, messages=[
+        {"role": "user", "content": "Tell me about the weather in spring."}])
+    results = await asyncio.gather(*(c.post("/v1/chat/completions", json=body) for _ in range(30)))
+    codes = [r.status_code for r in results]
+    assert set(codes) <= {200, 503}, codes
+    admitted = {r.headers["x-qwen-model"] for r in results if r.status_code == 200}
+    hard = 4 + 4  # fleet_dict: max_ongoing_requests + max_queued_requests, one replica each
+    assert 1 <= codes.count(200) <= hard * len(admitted), (codes.count(200), admitted)
+    shed = [r for r in results if r.status_code == 503]
+    assert shed and all(r.headers.get("retry-after") for r in shed)
+    assert all(r.json()["error"]["code"] == "overloaded" for r in shed)
+    assert all(registry.load(n).ongoing == 0 for n in ("general", "coder", "moe"))
