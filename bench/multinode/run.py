@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.multinode.cluster import LocalCluster, router_port  # noqa: E402
 from bench.multinode.load import Load, summarize  # noqa: E402
+from bench.multinode.watch import Watcher  # noqa: E402
 from tests.multinode.fleet import EXTRA, MODEL, POOL, write  # noqa: E402
 
 CONCURRENCY = 4
@@ -76,29 +77,38 @@ def _run_fault(url: str, fault: Any, *, settle_s: float = 15.0, warm_s: float = 
     return {**summary, **extra}
 
 
-def node_loss(cluster: LocalCluster, url: str) -> dict[str, Any]:
-    """SIGKILL every process of a worker node holding an engine replica."""
+def node_loss(cluster: LocalCluster, url: str, env: dict[str, str]) -> dict[str, Any]:
+    """SIGKILL every process of a worker node holding an engine replica; time each phase of the recovery
+    (node marked dead, replacement replica started, RUNNING, back in the router's table)."""
     victim_ip = sorted(_replica_hosts(url).values())[0]
     victim = cluster.node_of_ip(victim_ip)
     assert victim is not None
     times: dict[str, Any] = {}
+    watcher = Watcher(cluster.address, env)
+    watcher.wait_first_row()
 
     def fault() -> dict[str, Any]:
+        times["unix"] = time.time()
         t0 = time.monotonic()
         cluster.kill_node(victim)
         times["t0"] = t0
         return {"killed_node": victim}
 
-    result = _run_fault(url, fault, settle_s=10)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        hosts = _replica_hosts(url)
-        if len(hosts) == 2 and victim_ip not in hosts.values():
-            result["full_capacity_after_s"] = round(time.monotonic() - times["t0"], 1)
-            break
-        time.sleep(1.0)
-    else:
-        result["full_capacity_after_s"] = None
+    try:
+        result = _run_fault(url, fault, settle_s=10)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            hosts = _replica_hosts(url)
+            if len(hosts) == 2 and victim_ip not in hosts.values():
+                result["full_capacity_after_s"] = round(time.monotonic() - times["t0"], 1)
+                break
+            time.sleep(1.0)
+        else:
+            result["full_capacity_after_s"] = None
+        time.sleep(2.0)
+    finally:
+        watcher.stop()
+    result.update(watcher.phases(times["unix"], victim_ip, MODEL, replicas=2))
     return result
 
 
@@ -189,6 +199,8 @@ def main() -> int:
     """Run every scenario once on a fresh cluster; write the results."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "multinode"))
+    ap.add_argument("--scenarios", default="",
+                    help="comma-separated subset of rolling_update,gcs_restart,controller_restart,node_loss")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -199,8 +211,11 @@ def main() -> int:
     port = router_port()
     url = f"http://127.0.0.1:{port}"
     cluster = LocalCluster(redis=True, head_cpus=3, log_dir=state / "logs")
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                               "load": {"concurrency": CONCURRENCY, "max_tokens": MAX_TOKENS, "stream": True}}
+    results: dict[str, Any] = {}
+    if args.scenarios and (out / "results.json").exists():  # a subset run replaces only its scenarios
+        results = json.loads((out / "results.json").read_text())
+    results.update({"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                    "load": {"concurrency": CONCURRENCY, "max_tokens": MAX_TOKENS, "stream": True}})
     try:
         t0 = time.monotonic()
         cluster.start()
@@ -217,7 +232,9 @@ def main() -> int:
         for name, run in (("rolling_update", lambda: rolling_update(env, state, port, cluster.address, url)),
                           ("gcs_restart", lambda: gcs_restart(cluster, url)),
                           ("controller_restart", lambda: controller_restart(cluster, url)),
-                          ("node_loss", lambda: node_loss(cluster, url))):
+                          ("node_loss", lambda: node_loss(cluster, url, env))):
+            if args.scenarios and name not in args.scenarios.split(","):
+                continue
             sys.stderr.write(f"[multinode] {name} ...\n")
             load_before = os.getloadavg()[0]
             results[name] = run()
