@@ -49,6 +49,7 @@ from .extract import (
     RequestView,
     view_of,
 )
+from .features import build_index
 from .header import HEADER_NAME
 from .language import SAMPLE_CHARS, detect_language
 from .linear import LinearModel, dense_features, load_default, text_features
@@ -129,6 +130,7 @@ class Classifier:
         self.families: tuple[SignalFamily, ...] = tuple(make(family_opts) for make in SIGNAL_FAMILIES)
         self._deciding = frozenset(f.name for f in self.families if f.decides)
         self._context = SignalContext(tasks=self.tasks)
+        build_index()  # the lexicon automaton is built here, not on the first request
 
     def classify(self, request: RequestFacts | Mapping[str, Any],
                  headers: Mapping[str, str] | None = None) -> Classification:
