@@ -145,7 +145,7 @@ def dense_features(view: RequestView, signals: Sequence[Signal]) -> np.ndarray:
 
 def _f32(x: float) -> float:
     """``x`` rounded to float32 (returned as a Python float)."""
-    return _F32.unpack(_F32.pack(x))[0]  # type: ignore[no-any-return]
+    return _F32.unpack(_F32.pack(x))[0]
 
 
 _TASK_COL = {t: i for i, t in enumerate(RULE_TASKS)}
