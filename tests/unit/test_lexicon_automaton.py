@@ -65,3 +65,42 @@ def test_a_lexicon_added_later_is_found() -> None:
         f = Features.of(text)
         assert lex.any(f) and lex.any_scan(f) and lex.find(f) == [found]
     assert not lex.any(Features.of("quox wibble"))
+
+
+def _comparisons_scan(f: Features) -> int:
+    """``reasoning._comparisons`` as it was: every comparative searched for on its own."""
+    from serve.router.classify import reasoning
+
+    if f.cjk:
+        return len(reasoning._CJK_COMPARE_RE.findall(f.text))
+    return sum(f.norm.count(p) for p in reasoning._COMPARATIVES if p in f.norm)
+
+
+def _structural_scan(prose: str) -> list[tuple[str, float]]:
+    """``maths._structural`` as it was: the character and gate tests one by one."""
+    import re
+
+    from serve.router.classify import maths
+
+    out: list[tuple[str, float]] = []
+    if not any(c in prose for c in "=^*+/×÷²³∫∑√∞≤≥≠π∂(-%?") or not re.search(r"\d|[∫∑√∞π∂]", prose):
+        return out
+    if any(g in prose for g in maths._EQUATION_GATES) and any(rx.search(prose) for rx in maths._EQUATION_RES):
+        out.append(("equation", 2.0))
+    if maths._ARITH_RE.search(prose):
+        out.append(("arithmetic", 1.2))
+    return out
+
+
+def test_one_pass_rule_gates_match_the_plain_tests() -> None:
+    from serve.router.classify import code, maths, reasoning
+
+    texts = [Scope.of(t).focus_lowered for t in TEXTS] + EDGES + ["sarah is taller than tom . tom is taller than uma"]
+    compared = 0
+    for text in texts:
+        f = Features.of(text)
+        assert reasoning._comparisons(f) == _comparisons_scan(f), text[:40]
+        assert maths._structural(text) == _structural_scan(text), text[:40]
+        assert (code._FILE_NAMES_RE.search(text) is not None) == any(n in text for n in code.FILE_NAMES)
+        compared += reasoning._comparisons(f) > 0
+    assert compared > 0

@@ -87,6 +87,7 @@ _CAMEL_GATE = re.compile(r"[a-z][A-Z]")
 # "numpy mean of each row ignoring nan", "regex for emails": a search-style query naming tech vocabulary.
 SHORT_QUERY_TOKENS = 9
 _FILE_RE = re.compile(r"\b[\w-]+\.([a-z]{1,7}[0-9]?)\b")
+_FILE_NAMES_RE = re.compile("|".join(map(re.escape, FILE_NAMES)))  # any of them occurs
 _REGEX_RE = re.compile(r"\\[dwsbDWS][+*?{]|\[a-z|\[0-9|\[\^|\(\?[:=!<]")
 
 _LEX_TECH = Lexicon(**TECH)
@@ -227,9 +228,9 @@ def _lexical(f: Features, lowered: str) -> list[tuple[str, float]]:
                 out.append(("file name", 1.0))
                 break
         else:
-            if any(n in lowered for n in FILE_NAMES):
+            if _FILE_NAMES_RE.search(lowered) is not None:
                 out.append(("file name", 1.0))
-    elif any(n in lowered for n in FILE_NAMES):
+    elif _FILE_NAMES_RE.search(lowered) is not None:
         out.append(("file name", 1.0))
     return out
 

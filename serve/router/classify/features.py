@@ -26,6 +26,7 @@ Everything a lexicon returns comes from its own vocabulary, so it is safe to put
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ except ImportError:  # pragma: no cover - the set-based look-up does the same, s
 TOKEN_RE = re.compile(r"c\+\+|[cf]#|\.net\b|[a-z\u00c0-\u024f]+|[^\W\d_a-z\u00c0-\u024f]+|\d+(?:[.,]\d+)*")
 CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 STEM_LENGTHS = (4, 5, 6, 7, 8)
+_FIRST = operator.itemgetter(0)
 MAX_TOKENS = 400
 
 
@@ -79,7 +81,7 @@ class Features:
         tokens = TOKEN_RE.findall(focus_lowered)[:MAX_TOKENS]
         uniq = set(tokens)
         words = uniq | {t[:-1] for t in uniq if len(t) > 3 and t[-1] == "s"}
-        numbers = sum(1 for t in tokens if t[0].isdigit())
+        numbers = sum(map(str.isdigit, map(_FIRST, tokens)))  # tokens that start with a digit
         cjk = not focus_lowered.isascii() and CJK_RE.search(focus_lowered) is not None
         return cls(focus_lowered, tokens, frozenset(words), " " + " ".join(tokens) + " ", numbers, cjk,
                    frozenset(focus_lowered) if cjk else frozenset())
