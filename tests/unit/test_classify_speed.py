@@ -152,3 +152,16 @@ def test_dense_features_are_the_float32_array_computation() -> None:
                        str(rng.choice(("last", "ctx", "sys")))) for _ in range(int(rng.integers(0, 12)))]
         assert np.array_equal(lin.dense_features(view, sigs), lin.dense_features_numpy(view, sigs))
     assert checked > 100
+
+
+def test_probabilities_are_numpys_plain_softmax() -> None:
+    model = lin.load_default()
+    assert model is not None
+    rng = np.random.default_rng(1)
+    for text in TEXTS[::7]:
+        ids = lin.text_features(text.lower())
+        dense = rng.uniform(0, 1, len(lin.DENSE_NAMES)).astype(np.float32)
+        n = len(ids)
+        z = np.full(n, 1.0 / np.sqrt(n), dtype=np.float32) @ np.take(model.sparse, ids, axis=0) + dense @ model.dense
+        z = np.exp(z - z.max())
+        assert np.array_equal(model.probabilities(ids, dense), z / z.sum())
