@@ -22,7 +22,7 @@ import serve.router.classify.maths  # noqa: F401
 import serve.router.classify.reasoning  # noqa: F401
 from serve.router.classify import Classifier
 from serve.router.classify import linear as lin
-from serve.router.classify.extract import Scope
+from serve.router.classify.extract import Scope, view_of
 from serve.router.classify.features import _INDEX, Features, Lexicon
 from serve.router.classify.language import detect_language
 from serve.router.classify.types import Signal
@@ -132,3 +132,36 @@ def test_language_and_signal_order_are_worked_out_when_read() -> None:
     assert [s.weight for s in c.signals] == sorted((s.weight for s in c.signals), reverse=True)
     assert c == clf.classify(body)
     assert Signal("code", "code", 1.0, "x")._replace(scope="ctx").scope == "ctx"
+
+
+def test_dense_features_are_the_float32_array_computation() -> None:
+    clf = Classifier(tasks=("general", "code", "math", "reasoning"), default_task="general")
+    checked = 0
+    for text in TEXTS[::3]:
+        body = {"messages": [{"role": "system", "content": "You are a helpful coder."},
+                             {"role": "user", "content": text[:300] or "hi"},
+                             {"role": "assistant", "content": "ok"}, {"role": "user", "content": text or "x"}]}
+        view = view_of(body, **clf.bounds)
+        signals = clf._collect(view, clf._context)
+        assert np.array_equal(lin.dense_features(view, signals), lin.dense_features_numpy(view, signals))
+        checked += 1
+    rng = np.random.default_rng(0)
+    view = view_of({"messages": [{"role": "user", "content": "x"}]})
+    for _ in range(2000):
+        sigs = [Signal("code", str(rng.choice(lin.RULE_TASKS)), round(float(rng.uniform(-4, 4)), 3), "x",
+                       str(rng.choice(("last", "ctx", "sys")))) for _ in range(int(rng.integers(0, 12)))]
+        assert np.array_equal(lin.dense_features(view, sigs), lin.dense_features_numpy(view, sigs))
+    assert checked > 100
+
+
+def test_probabilities_are_numpys_plain_softmax() -> None:
+    model = lin.load_default()
+    assert model is not None
+    rng = np.random.default_rng(1)
+    for text in TEXTS[::7]:
+        ids = lin.text_features(text.lower())
+        dense = rng.uniform(0, 1, len(lin.DENSE_NAMES)).astype(np.float32)
+        n = len(ids)
+        z = np.full(n, 1.0 / np.sqrt(n), dtype=np.float32) @ np.take(model.sparse, ids, axis=0) + dense @ model.dense
+        z = np.exp(z - z.max())
+        assert np.array_equal(model.probabilities(ids, dense), z / z.sum())

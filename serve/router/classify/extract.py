@@ -60,7 +60,7 @@ class Scope:
     def of(cls, text: str) -> Scope:
         """Build a scope from already-bounded text."""
         if not text:
-            return cls()
+            return _EMPTY if cls is Scope else cls()
         fences: list[str] = []
         if "```" in text or "~~~" in text:
             def _drop(m: re.Match[str]) -> str:
@@ -84,6 +84,9 @@ class Scope:
     def features(self) -> Features:
         """Tokens of :attr:`focus_lowered`, computed once and shared by every family."""
         return Features.of(self.focus_lowered)
+
+
+_EMPTY = Scope()  # immutable, and its features are those of "": one shared instance
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,28 @@ lexicon together, one for the stems, one for the phrase openings and one pass ov
 answer is a bit mask with one bit per lexicon, so :meth:`Lexicon.any` is a bit test and :meth:`Lexicon.find`
 returns at once for a lexicon with nothing in the text; the families ask about 30 lexicons per scope.
 
+With ``pyahocorasick`` installed (a dependency; wheels for every platform), that look-up is one pass of an
+Aho-Corasick automaton over the normalised string instead: every word (and its plural), stem and phrase of every
+lexicon is a pattern on token boundaries (``" word "``, ``" stem"``, ``" a phrase "``), and the CJK keywords a
+second automaton over the text. It finds exactly what the set look-ups find (a 4-character stem must open a
+token longer than 4, as the prefix sets require; tested on every route-eval prompt), without building the
+prefix and bigram sets; :meth:`Features.hits_scan` is the set-based reference and the fallback.
+
 Everything a lexicon returns comes from its own vocabulary, so it is safe to put in a signal's detail.
 """
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+try:
+    import ahocorasick
+except ImportError:  # pragma: no cover - the set-based look-up does the same, slower
+    ahocorasick = None
 
 # c++ / c# / f# / .net first, then letter runs (apostrophes split: python'e -> python e), then numbers. Latin
 # letters and other scripts form separate tokens, so a tool name glued to CJK text or a Korean particle is
@@ -29,6 +43,7 @@ from dataclasses import dataclass, field
 TOKEN_RE = re.compile(r"c\+\+|[cf]#|\.net\b|[a-z\u00c0-\u024f]+|[^\W\d_a-z\u00c0-\u024f]+|\d+(?:[.,]\d+)*")
 CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 STEM_LENGTHS = (4, 5, 6, 7, 8)
+_FIRST = operator.itemgetter(0)
 MAX_TOKENS = 400
 
 
@@ -57,6 +72,8 @@ class Features:
     _prefixes: frozenset[str] | None = field(default=None, repr=False)
     _grams: frozenset[str] | None = field(default=None, repr=False)
     _hits: int | None = field(default=None, repr=False)
+    _stems: frozenset[str] | None = field(default=None, repr=False)
+    _phrases: frozenset[str] | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, focus_lowered: str) -> Features:
@@ -64,7 +81,7 @@ class Features:
         tokens = TOKEN_RE.findall(focus_lowered)[:MAX_TOKENS]
         uniq = set(tokens)
         words = uniq | {t[:-1] for t in uniq if len(t) > 3 and t[-1] == "s"}
-        numbers = sum(1 for t in tokens if t[0].isdigit())
+        numbers = sum(map(str.isdigit, map(_FIRST, tokens)))  # tokens that start with a digit
         cjk = not focus_lowered.isascii() and CJK_RE.search(focus_lowered) is not None
         return cls(focus_lowered, tokens, frozenset(words), " " + " ".join(tokens) + " ", numbers, cjk,
                    frozenset(focus_lowered) if cjk else frozenset())
@@ -92,27 +109,46 @@ class Features:
         A lexicon's bit is set exactly when :meth:`Lexicon.any` would have found one of its words, stems,
         phrases or CJK keywords by asking on its own.
         """
-        if self._hits is None:
-            index = _INDEX
-            mask = 0
-            words = index.words
-            for w in words.keys() & self.words:
-                mask |= words[w]
-            stems = index.stems
-            for s in stems.keys() & self.prefixes:
-                mask |= stems[s]
-            norm = self.norm
-            for k in index.phrases.keys() & self.grams:
-                for bit, p in index.phrases[k]:
-                    if not mask & bit and p in norm:
-                        mask |= bit
-            if self.cjk:
-                chars, text = self.chars, self.text
-                for bit, kw in index.cjk:
-                    if not mask & bit and kw[0] in chars and kw in text:
-                        mask |= bit
-            self._hits = mask
-        return self._hits
+        if self._hits is None and _INDEX.scan(self) is None:
+            self._hits = self.hits_scan()
+        return self._hits  # type: ignore[return-value]
+
+    def hits_scan(self) -> int:
+        """:attr:`hits` by set look-ups in the shared index (the reference, and the path without the automaton)."""
+        index = _INDEX
+        mask = 0
+        words = index.words
+        for w in words.keys() & self.words:
+            mask |= words[w]
+        stems = index.stems
+        for s in stems.keys() & self.prefixes:
+            mask |= stems[s]
+        norm = self.norm
+        for k in index.phrases.keys() & self.grams:
+            for bit, p in index.phrases[k]:
+                if not mask & bit and p in norm:
+                    mask |= bit
+        if self.cjk:
+            chars, text = self.chars, self.text
+            for bit, kw in index.cjk:
+                if not mask & bit and kw[0] in chars and kw in text:
+                    mask |= bit
+        return mask
+
+    @property
+    def found_stems(self) -> frozenset[str]:
+        """Every lexicon stem that opens a token longer than 4 characters (the stems in :attr:`prefixes`)."""
+        if self._stems is None and _INDEX.scan(self) is None:
+            self._stems = frozenset(_INDEX.stems.keys() & self.prefixes)
+        return self._stems  # type: ignore[return-value]
+
+    @property
+    def found_phrases(self) -> frozenset[str]:
+        """Every lexicon phrase (``" a phrase "``) present in :attr:`norm`."""
+        if self._phrases is None and _INDEX.scan(self) is None:
+            norm, phrases = self.norm, _INDEX.phrases
+            self._phrases = frozenset(p for k in phrases.keys() & self.grams for _, p in phrases[k] if p in norm)
+        return self._phrases  # type: ignore[return-value]
 
     def has_phrase(self, phrase: str) -> bool:
         """Word-bounded phrase test (``phrase`` lower-case, words separated by single spaces)."""
@@ -133,6 +169,75 @@ class _LexiconIndex:
         self.cjk: list[tuple[int, str]] = []
         #: Every lexicon, in bit order (for tests).
         self.lexicons: list[Lexicon] = []
+        #: Whether :meth:`scan` may use the automata (tests turn it off to exercise the set look-ups).
+        self.use_automaton = ahocorasick is not None
+        self._built = -1
+        self._norm_ac: Any = None
+        self._cjk_ac: Any = None
+
+    def build(self) -> None:
+        """(Re)build the automata for the lexicons registered so far (once; again after a new lexicon)."""
+        if ahocorasick is None or self._built == self.count:
+            return
+        # pattern -> [bits, stem or "", phrase or "", the stem needs a longer token]
+        pats: dict[str, list[Any]] = {}
+
+        def add(pattern: str, bits: int, stem: str = "", phrase: str = "", longer: bool = False) -> None:
+            entry = pats.setdefault(pattern, [0, stem, "", longer])
+            entry[0] |= bits
+            entry[2] = entry[2] or phrase
+
+        for w, bits in self.words.items():
+            if w and not any(c.isspace() for c in w):  # a token never holds a space
+                add(f" {w} ", bits)
+                if len(w) >= 3:  # Features.words holds the singular of a token longer than 3 ending in "s"
+                    add(f" {w}s ", bits)
+        for st, bits in self.stems.items():
+            if not any(c.isspace() for c in st):
+                # A prefix of 4 counts only for a token longer than 4 (Features.prefixes); longer prefixes imply it.
+                add(" " + st, bits, stem=st, longer=len(st) <= STEM_LENGTHS[0])
+        for entries in self.phrases.values():
+            for bit, p in entries:
+                if p.strip():
+                    add(p, bit, phrase=p)
+        norm_ac = ahocorasick.Automaton()
+        for pattern, (bits, stem, phrase, longer) in pats.items():
+            norm_ac.add_word(pattern, (bits, stem, phrase, longer))
+        norm_ac.make_automaton()
+        cjk: dict[str, int] = {}
+        for bit, kw in self.cjk:
+            if kw:
+                cjk[kw] = cjk.get(kw, 0) | bit
+        cjk_ac = ahocorasick.Automaton()
+        for kw, bits in cjk.items():
+            cjk_ac.add_word(kw, bits)
+        if cjk:
+            cjk_ac.make_automaton()
+        self._norm_ac, self._cjk_ac, self._built = norm_ac, (cjk_ac if cjk else None), self.count
+
+    def scan(self, f: Features) -> int | None:
+        """Fill ``f``'s hits, found stems and found phrases in one automaton pass; None without the automaton."""
+        if not self.use_automaton:
+            return None
+        if self._built != self.count:
+            self.build()
+        norm = f.norm
+        mask = 0
+        stems: list[str] = []
+        phrases: list[str] = []
+        for end, (bits, stem, phrase, longer) in self._norm_ac.iter(norm):
+            if longer and norm[end + 1] == " ":  # norm ends with a space: end + 1 is always in range
+                continue
+            mask |= bits
+            if stem:
+                stems.append(stem)
+            if phrase:
+                phrases.append(phrase)
+        if f.cjk and self._cjk_ac is not None:
+            for _, bits in self._cjk_ac.iter(f.text):
+                mask |= bits
+        f._hits, f._stems, f._phrases = mask, frozenset(stems), frozenset(phrases)
+        return mask
 
     def add(self, lex: Lexicon) -> int:
         """Register ``lex``'s vocabulary; returns its bit."""
@@ -150,6 +255,11 @@ class _LexiconIndex:
 
 
 _INDEX = _LexiconIndex()
+
+
+def build_index() -> None:
+    """Build the shared index's automata now (the classifier does it when it is created)."""
+    _INDEX.build()
 
 
 class Lexicon:
@@ -180,6 +290,9 @@ class Lexicon:
         self.phrase_index = {k: tuple(v) for k, v in index.items()}
         self.phrase_keys = frozenset(index)
         self.phrases = tuple(p for v in index.values() for p in v)
+        #: The phrases in the order :meth:`find` reports them (by opening bigram, then as listed).
+        self.phrase_order = tuple(p for k in sorted(index) for p in index[k])
+        self.phrase_set = frozenset(self.phrases)
         self.cjk = tuple(cjk)
         #: This lexicon's bit in :attr:`Features.hits`.
         self.bit = _INDEX.add(self)
@@ -190,10 +303,11 @@ class Lexicon:
             return []
         out = sorted(self.words & f.words)
         if self.stems and len(out) < limit:
-            out += [s for s in sorted(self.stems & f.prefixes) if not any(w.startswith(s) for w in out)]
-        if len(out) < limit:
-            out += [p[1:-1] for k in sorted(self.phrase_keys & f.grams) for p in self.phrase_index[k]
-                    if p in f.norm]
+            out += [s for s in sorted(self.stems & f.found_stems) if not any(w.startswith(s) for w in out)]
+        if len(out) < limit and self.phrases:
+            found = self.phrase_set & f.found_phrases
+            if found:
+                out += [p[1:-1] for p in self.phrase_order if p in found]
         if f.cjk and len(out) < limit:
             out += [k for k in self.cjk if k[0] in f.chars and k in f.text]
         return out[:limit]

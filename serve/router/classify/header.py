@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
+from starlette.datastructures import Headers
+
 from .extract import RequestView
 from .types import Signal, SignalContext
 
@@ -43,7 +45,7 @@ class HeaderSignal:
         if not headers:
             return None
         value = headers.get(self.header_name)
-        if value is None:
+        if value is None and not isinstance(headers, Headers):  # Starlette's headers: get is case-insensitive
             for key, val in headers.items():
                 if isinstance(key, str) and key.lower() == self.header_name:
                     value = val

@@ -161,6 +161,10 @@ _EQUATION_RES = tuple(re.compile(p) for p in (
     r"equals\s+-?\d", r"=\s?-?\d+\s?[xyz]\b", r"\)\s?(?:[²³]|\^\s?\d)"))
 _EQUATION_GATES = ("=", "^", "**", "²", "³", "∫", "∑", "√", "∞", "≤", "≥", "≠", "π", "∂", "log", "sin(", "cos(",
                    "tan(", "sqrt(", "ln(")
+# One regex each for "any of these characters / gate strings occurs" (a single C-level scan).
+_OPERATOR_RE = re.compile("[" + re.escape("=^*+/×÷²³∫∑√∞≤≥≠π∂(-%?") + "]")
+_DIGIT_RE = re.compile(r"\d|[∫∑√∞π∂]")
+_EQUATION_GATE_RE = re.compile("|".join(map(re.escape, _EQUATION_GATES)))
 _CJK_SOLVE_RE = re.compile(r"求\s*\d|求.{0,24}?(?:的和|的值|的积|面积|概率|最小值|最大值|第\s?\d+\s?项|通项|多少)")
 # Every branch but one starts with a digit: factored out, the engine rejects most positions at once.
 _ARITH_RE = re.compile(r"\d(?:\s?%\s?of\s\$?\d|\s?/\s?\d+\s?\?|\s?[+*×÷^]\s?\(?-?\d|\s[-/]\s\(?\d|\s?=\s?\?"
@@ -190,10 +194,10 @@ class MathSignals(TextFamily):
 def _structural(prose: str) -> list[tuple[str, float]]:
     """Equations and arithmetic in the focus text (already lower-cased; bounded to head + tail)."""
     out: list[tuple[str, float]] = []
-    if not any(c in prose for c in "=^*+/×÷²³∫∑√∞≤≥≠π∂(-%?") or not re.search(r"\d|[∫∑√∞π∂]", prose):
+    if _OPERATOR_RE.search(prose) is None or _DIGIT_RE.search(prose) is None:
         return out
     low = prose
-    if any(g in low for g in _EQUATION_GATES) and any(rx.search(low) for rx in _EQUATION_RES):
+    if _EQUATION_GATE_RE.search(low) is not None and any(rx.search(low) for rx in _EQUATION_RES):
         out.append(("equation", 2.0))
     if _ARITH_RE.search(low):
         out.append(("arithmetic", 1.2))

@@ -49,6 +49,7 @@ from .extract import (
     RequestView,
     view_of,
 )
+from .features import build_index
 from .header import HEADER_NAME
 from .language import SAMPLE_CHARS, detect_language
 from .linear import LinearModel, dense_features, load_default, text_features
@@ -129,6 +130,7 @@ class Classifier:
         self.families: tuple[SignalFamily, ...] = tuple(make(family_opts) for make in SIGNAL_FAMILIES)
         self._deciding = frozenset(f.name for f in self.families if f.decides)
         self._context = SignalContext(tasks=self.tasks)
+        build_index()  # the lexicon automaton is built here, not on the first request
 
     def classify(self, request: RequestFacts | Mapping[str, Any],
                  headers: Mapping[str, str] | None = None) -> Classification:
@@ -144,8 +146,14 @@ class Classifier:
         view = view_of(request, **self.bounds)
         sample = view.last.prose or view.context.prose  # the language is detected from it when first asked
         ctx = SignalContext(self.tasks, headers) if headers else self._context
-        signals = self._collect(view, ctx)
-        for family in self.families:  # deciding families, in priority order
+        signals: list[Signal] = []
+        decisive = False  # did a deciding family say anything (a family's signals carry its name)
+        for family in self.families:
+            found = family.detect(view, ctx)
+            if found:
+                signals += found
+                decisive = decisive or family.decides
+        for family in self.families if decisive else ():  # deciding families, in priority order
             if not family.decides:
                 break
             mine = [s for s in signals if s.name == family.name and s.weight > 0 and s.task in self.tasks]

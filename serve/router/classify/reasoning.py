@@ -183,6 +183,12 @@ _COMPARATIVES = tuple(f" {p} " for p in (
     "größer als", "kleiner als", "старше", "младше", "vyresnis už", "vyresnė už", "jaunesnis už",
     "jaunesnė už", "aukštesnis už", "aukštesnė už", "žemesnis už", "mais alto que", "mais velho que",
     "mais novo que", "أطول من", "أقصر من", "أكبر من", "أصغر من"))
+# The comparatives as lexicon phrases, so the shared index finds which occur; one that the tokenizer would
+# normalise differently (none today) is still searched for on its own.
+_COMPARATIVE_LEX = Lexicon(phrases=[p[1:-1] for p in _COMPARATIVES])
+_COMPARATIVE_SET = frozenset(_COMPARATIVES) & _COMPARATIVE_LEX.phrase_set
+_COMPARATIVE_TIMES = {p: _COMPARATIVES.count(p) for p in _COMPARATIVE_SET}
+_COMPARATIVE_OTHER = tuple(p for p in _COMPARATIVES if p not in _COMPARATIVE_SET)
 _CJK_COMPARE_RE = re.compile(r"比.{1,4}?[高矮大小胖瘦重轻快慢早晚]|より(?:背が)?[高低大小若早遅重軽]|보다 ?(?:키가 )?[크작많적빠느무가]")
 
 
@@ -190,10 +196,14 @@ def _comparisons(f: Features) -> int:
     """How many comparisons between named things the text makes ("A is taller than B", 比...高)."""
     if f.cjk:
         return len(_CJK_COMPARE_RE.findall(f.text))
+    norm = f.norm
     n = 0
-    for p in _COMPARATIVES:
-        if p in f.norm:
-            n += f.norm.count(p)
+    if f.hits & _COMPARATIVE_LEX.bit:  # which of them occur: the shared index knows
+        for p in _COMPARATIVE_SET & f.found_phrases:
+            n += norm.count(p) * _COMPARATIVE_TIMES[p]
+    for p in _COMPARATIVE_OTHER:
+        if p in norm:
+            n += norm.count(p)
     return n
 
 
