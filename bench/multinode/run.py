@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from bench.multinode.cluster import LocalCluster, router_port  # noqa: E402
 from bench.multinode.load import Load, summarize  # noqa: E402
 from bench.multinode.watch import Watcher  # noqa: E402
+from serve.deployments import engine_deployment_name  # noqa: E402
 from tests.multinode.fleet import EXTRA, MODEL, POOL, write  # noqa: E402
 
 CONCURRENCY = 4
@@ -77,7 +78,7 @@ def _run_fault(url: str, fault: Any, *, settle_s: float = 15.0, warm_s: float = 
     return {**summary, **extra}
 
 
-def node_loss(cluster: LocalCluster, url: str, env: dict[str, str]) -> dict[str, Any]:
+def node_loss(cluster: LocalCluster, url: str, env: dict[str, str], timeline: Path | None = None) -> dict[str, Any]:
     """SIGKILL every process of a worker node holding an engine replica; time each phase of the recovery
     (node marked dead, replacement replica started, RUNNING, back in the router's table)."""
     victim_ip = sorted(_replica_hosts(url).values())[0]
@@ -85,7 +86,9 @@ def node_loss(cluster: LocalCluster, url: str, env: dict[str, str]) -> dict[str,
     assert victim is not None
     times: dict[str, Any] = {}
     watcher = Watcher(cluster.address, env)
-    watcher.wait_first_row()
+    if not watcher.wait_first_row():
+        watcher.stop()
+        raise RuntimeError("the control-plane watcher did not report")
 
     def fault() -> dict[str, Any]:
         times["unix"] = time.time()
@@ -108,7 +111,9 @@ def node_loss(cluster: LocalCluster, url: str, env: dict[str, str]) -> dict[str,
         time.sleep(2.0)
     finally:
         watcher.stop()
-    result.update(watcher.phases(times["unix"], victim_ip, MODEL, replicas=2))
+        if timeline is not None:
+            watcher.save(timeline)
+    result.update(watcher.phases(times["unix"], victim_ip, engine_deployment_name(MODEL), replicas=2))
     return result
 
 
@@ -232,7 +237,7 @@ def main() -> int:
         for name, run in (("rolling_update", lambda: rolling_update(env, state, port, cluster.address, url)),
                           ("gcs_restart", lambda: gcs_restart(cluster, url)),
                           ("controller_restart", lambda: controller_restart(cluster, url)),
-                          ("node_loss", lambda: node_loss(cluster, url, env))):
+                          ("node_loss", lambda: node_loss(cluster, url, env, state / "logs" / "node_loss_timeline.jsonl"))):
             if args.scenarios and name not in args.scenarios.split(","):
                 continue
             sys.stderr.write(f"[multinode] {name} ...\n")

@@ -3,7 +3,12 @@
 Run as its own driver process (so the benchmark process stays Ray-free) with the cluster's address as its
 argument. It prints one JSON line per poll to stdout::
 
-    {"t": <unix time>, "alive": [node IPs], "replicas": {"<deployment>": {"RUNNING": 1, "STARTING": 1}}}
+    {"t": <unix time>, "alive": [node IPs], "replicas": {"<deployment>": {"RUNNING": 1, "STARTING": 1}},
+     "actors": {"<actor id>": ["<deployment>", "<state>", "<node IP>", <pid>]}}
+
+``actors`` are the app's Serve replica actors in the GCS actor table: a replacement appears there
+(``DEPENDENCIES_UNREADY``/``PENDING_CREATION``) when Serve asks for it and turns ``ALIVE`` once its worker
+process has started and the actor class is loaded; its constructor (the engine's start) runs after that.
 
 :class:`Watcher` starts it, collects the lines, and turns them into the phases of a recovery: when the GCS
 marked the node dead, when Serve started a replacement replica, and when that replica was RUNNING.
@@ -16,14 +21,17 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 _CODE = r"""
 import json, sys, time
 import ray
 from ray import serve
+from ray._private import state
 ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
 app = sys.argv[2]
+prefix = "ServeReplica:" + app + ":"
 while True:
     row = {"t": time.time()}
     try:
@@ -32,6 +40,10 @@ while True:
         row["replicas"] = {} if status is None else {
             name: {str(getattr(k, "value", k)): v for k, v in d.replica_states.items()}
             for name, d in status.deployments.items()}
+        row["actors"] = {aid[:12]: [a["ActorClassName"][len(prefix):], a["State"], a["Address"]["IPAddress"],
+                                    a["Pid"]]
+                         for aid, a in state.actors().items()
+                         if a["ActorClassName"].startswith(prefix) and a["State"] != "DEAD"}
     except Exception as exc:  # the GCS or controller may be down mid-fault: record it, keep polling
         row["error"] = type(exc).__name__
     print(json.dumps(row), flush=True)
@@ -78,26 +90,60 @@ class Watcher:
         except subprocess.TimeoutExpired:
             self._proc.kill()
 
-    def phases(self, fault_unix: float, dead_ip: str, deployment: str, replicas: int) -> dict[str, float | None]:
-        """Seconds from the fault until: the node was no longer alive, a new replica was STARTING (or
-        past it), and ``replicas`` were RUNNING again; ``None`` for a phase not seen."""
+    def save(self, path: Path) -> None:
+        """Write the rows as JSON lines."""
+        path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
 
-        def first(pred: Any) -> float | None:
-            for row in self.rows:
-                if row["t"] >= fault_unix and "error" not in row and pred(row):
-                    return round(row["t"] - fault_unix, 1)
-            return None
+    def phases(self, fault_unix: float, dead_ip: str, deployment: str, replicas: int) -> dict[str, Any]:
+        """Seconds from the fault until each phase of the recovery; ``None`` for a phase not seen.
+
+        Args:
+            fault_unix: Wall time of the fault.
+            dead_ip: IP of the lost node.
+            deployment: Serve deployment name of the engine deployment (``engine-<model>``).
+            replicas: Its replica count.
+
+        Returns:
+            ``node_dead_after_s`` (the GCS no longer lists the node alive), ``replica_lost_after_s`` (Serve
+            counts fewer than ``replicas`` RUNNING), ``replacement_requested_after_s`` (a new replica actor is
+            in the GCS actor table), ``replacement_actor_alive_after_s`` (its worker process runs),
+            ``replacement_starting_after_s`` (Serve reports a replica STARTING), ``replicas_running_after_s``
+            (``replicas`` RUNNING again), ``replacement_ip``, and ``watch_rows``/``watch_errors``.
+        """
+        ok = [r for r in self.rows if "error" not in r]
+        after = [r for r in ok if r["t"] >= fault_unix]
+
+        def first(pred: Any, rows: list[dict[str, Any]] = after) -> float | None:
+            return next((round(r["t"] - fault_unix, 1) for r in rows if pred(r)), None)
 
         def states(row: dict[str, Any]) -> dict[str, int]:
             return dict(row.get("replicas", {}).get(deployment, {}))
 
-        node_dead = first(lambda r: dead_ip not in r["alive"])
-        running_after = [r for r in self.rows if r["t"] >= fault_unix and "error" not in r]
+        def engine_actors(row: dict[str, Any]) -> dict[str, list[Any]]:
+            return {k: v for k, v in row.get("actors", {}).items() if v[0] == deployment}
+
+        before = {k for r in ok if r["t"] < fault_unix for k in engine_actors(r)}
+        new_ids: list[str] = []
+        for r in after:
+            new_ids = [k for k in engine_actors(r) if k not in before]
+            if new_ids:
+                break
+        new_id = new_ids[0] if new_ids else None
         lost = first(lambda r: states(r).get("RUNNING", 0) < replicas)
-        starting = first(lambda r: states(r).get("STARTING", 0) > 0 or states(r).get("PENDING_MIGRATION", 0) > 0)
         back = None
         if lost is not None:
-            back = next((round(r["t"] - fault_unix, 1) for r in running_after
-                         if r["t"] - fault_unix > lost and states(r).get("RUNNING", 0) >= replicas), None)
-        return {"node_dead_after_s": node_dead, "replica_lost_after_s": lost,
-                "replacement_starting_after_s": starting, "replicas_running_after_s": back}
+            back = first(lambda r: r["t"] - fault_unix > lost and states(r).get("RUNNING", 0) >= replicas)
+        ip = next((engine_actors(r)[new_id][2] for r in reversed(after) if new_id in engine_actors(r)), None)
+        return {
+            "node_dead_after_s": first(lambda r: dead_ip not in r.get("alive", [])),
+            "replica_lost_after_s": lost,
+            "replacement_requested_after_s": None if new_id is None else first(
+                lambda r: new_id in engine_actors(r)),
+            "replacement_actor_alive_after_s": None if new_id is None else first(
+                lambda r: engine_actors(r).get(new_id, ["", ""])[1] == "ALIVE"),
+            "replacement_starting_after_s": first(lambda r: states(r).get("STARTING", 0) > 0),
+            "replicas_running_after_s": back,
+            "replacement_ip": ip,
+            "watch_rows": len(after),
+            "watch_errors": sum(1 for r in self.rows if r["t"] >= fault_unix and "error" in r),
+        }
