@@ -106,6 +106,11 @@ def build_llm_config(spec: DeploymentSpec, fleet: FleetConfig | None = None) -> 
     from serve.replica_logging import hook_env
 
     kwargs["runtime_env"] = {"env_vars": {**env, **hook_env()}}
+    # A model that is a local directory needs no per-node download task before the engine starts: a replacement
+    # replica skips a worker process start on the node it lands on (serve/engine_init.py).
+    from serve.engine_init import CALLBACK_IMPORT_PATH
+
+    kwargs["callback_config"] = {"callback_class": CALLBACK_IMPORT_PATH}
     return LLMConfig(
         model_loading_config={"model_id": spec.name, "model_source": spec.model_source},
         engine_kwargs=engine,

@@ -162,3 +162,28 @@ def test_load_client_builds_with_this_openai_release() -> None:
 
     client = Load("http://127.0.0.1:9", MODEL, read_timeout_s=7.5)._client()  # the first run's threads died here
     assert client.max_retries == 0
+
+
+def test_engines_skip_the_per_node_download_for_a_local_model(tmp_path: Path) -> None:
+    """A replacement replica starts no download task (a worker process of its own) for a model directory."""
+    import asyncio
+
+    from ray.llm._internal.common.utils.import_utils import load_class
+
+    from serve.deployments import build_llm_config
+    from serve.engine_init import CALLBACK_IMPORT_PATH, LocalModelInit
+
+    f = _fleet()
+    llm = build_llm_config(f.deployment(MODEL), f)
+    assert llm.callback_config.callback_class == CALLBACK_IMPORT_PATH
+    assert load_class(CALLBACK_IMPORT_PATH) is LocalModelInit  # Ray Serve LLM loads it by this path
+
+    def ran_init_node(source: str) -> bool:
+        config = SimpleNamespace(model_loading_config=SimpleNamespace(model_source=source))
+        callback = LocalModelInit(llm_config=config)
+        asyncio.run(callback.run_callback("on_before_node_init"))
+        return callback.ctx.run_init_node
+
+    assert ran_init_node(str(tmp_path)) is False
+    assert ran_init_node("Qwen/Qwen3-0.6B") is True  # a Hub id keeps Ray's download
+    assert ran_init_node(str(tmp_path / "missing")) is True
