@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.multinode.cluster import LocalCluster, router_port  # noqa: E402
 from bench.multinode.load import Load, summarize  # noqa: E402
-from bench.multinode.watch import Watcher  # noqa: E402
+from bench.multinode.watch import Watcher, log_phases  # noqa: E402
 from serve.deployments import engine_deployment_name  # noqa: E402
 from tests.multinode.fleet import EXTRA, MODEL, POOL, write  # noqa: E402
 
@@ -113,7 +113,11 @@ def node_loss(cluster: LocalCluster, url: str, env: dict[str, str], timeline: Pa
         watcher.stop()
         if timeline is not None:
             watcher.save(timeline)
-    result.update(watcher.phases(times["unix"], victim_ip, engine_deployment_name(MODEL), replicas=2))
+    deployment = engine_deployment_name(MODEL)
+    result.update(watcher.phases(times["unix"], victim_ip, deployment, replicas=2))
+    # The replacement's start, phase by phase, from its own logs (worker process, constructor, vLLM engine).
+    logs = Path(cluster.temp_dir) / "session_latest" / "logs"
+    result["replacement_start"] = log_phases(logs, times["unix"], deployment, result.get("replacement_pid"))
     return result
 
 
@@ -257,6 +261,35 @@ def main() -> int:
     return 0
 
 
+#: Node-loss phases in order: (key, what it is). Control plane from the watcher, the replacement's start from
+#: its logs, the last from the router's table.
+_PHASES = (
+    ("replica_lost_after_s", "Serve counts fewer than 2 replicas RUNNING"),
+    ("node_dead_after_s", "the GCS marks the node dead"),
+    ("replacement_requested_after_s", "the replacement replica actor is in the GCS actor table"),
+    ("worker_process_started_s", "its worker process runs (on the spare node)"),
+    ("replacement_actor_alive_after_s", "the actor is ALIVE (actor class loaded)"),
+    ("constructor_started_s", "the replica constructor starts"),
+    ("download_task_started_s", "Ray Serve LLM's per-node download task starts"),
+    ("engine_core_started_s", "vLLM's EngineCore process logs its first line"),
+    ("model_loaded_s", "model loaded"),
+    ("engine_ready_s", "engine ready (KV cache allocated)"),
+    ("constructor_done_s", "replica constructor done"),
+    ("replicas_running_after_s", "Serve counts 2 replicas RUNNING"),
+    ("full_capacity_after_s", "the router's table has 2 replicas again (none on the lost node)"),
+)
+
+
+def node_loss_phases_md(s: dict[str, Any]) -> list[str]:
+    """The node-loss recovery, phase by phase (seconds after the kill), as Markdown lines."""
+    if not s:
+        return []
+    flat = {**s, **(s.get("replacement_start") or {})}
+    rows = [f"| {what} | {'-' if flat.get(k) is None else flat[k]} |" for k, what in _PHASES]
+    return ["", f"Node loss, phase by phase (seconds after the kill; replacement on {s.get('replacement_ip')}):", "",
+            "| phase | s |", "|---|---|", *rows]
+
+
 def render_md(r: dict[str, Any]) -> str:
     """The results as a Markdown table."""
     rows = [("scenario", "requests", "failed", "failed in flight", "hangs", "all new requests OK after",
@@ -266,7 +299,8 @@ def render_md(r: dict[str, Any]) -> str:
         if not s:
             continue
         other = {k: v for k, v in s.items() if k not in {"requests", "failed", "failed_in_flight", "hangs",
-                                                        "recovered_after_s", "errors", "failed_after"}}
+                                                        "recovered_after_s", "errors", "failed_after",
+                                                        "replacement_start"} and k not in _PHASES}
         rec = s.get("recovered_after_s")
         rows.append((name, str(s["requests"]), str(s["failed"]), str(s.get("failed_in_flight", "-")),
                      str(s["hangs"]), "-" if rec is None else f"{rec} s",
@@ -278,6 +312,7 @@ def render_md(r: dict[str, Any]) -> str:
     lines.append("| " + " | ".join(rows[0]) + " |")
     lines.append("|" + "---|" * len(rows[0]))
     lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    lines += node_loss_phases_md(r.get("node_loss") or {})
     lines += ["", f"`down` removed the application and left the cluster running: {r.get('down_left_cluster_running')}",
               "", "Produced by `bench/multinode/run.py`.", ""]
     return "\n".join(lines)

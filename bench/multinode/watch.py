@@ -16,7 +16,9 @@ marked the node dead, when Serve started a replacement replica, and when that re
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -108,7 +110,7 @@ class Watcher:
             counts fewer than ``replicas`` RUNNING), ``replacement_requested_after_s`` (a new replica actor is
             in the GCS actor table), ``replacement_actor_alive_after_s`` (its worker process runs),
             ``replacement_starting_after_s`` (Serve reports a replica STARTING), ``replicas_running_after_s``
-            (``replicas`` RUNNING again), ``replacement_ip``, and ``watch_rows``/``watch_errors``.
+            (``replicas`` RUNNING again), ``replacement_ip``/``replacement_pid``, and ``watch_rows``/``watch_errors``.
         """
         ok = [r for r in self.rows if "error" not in r]
         after = [r for r in ok if r["t"] >= fault_unix]
@@ -133,7 +135,7 @@ class Watcher:
         back = None
         if lost is not None:
             back = first(lambda r: r["t"] - fault_unix > lost and states(r).get("RUNNING", 0) >= replicas)
-        ip = next((engine_actors(r)[new_id][2] for r in reversed(after) if new_id in engine_actors(r)), None)
+        last = next((engine_actors(r)[new_id] for r in reversed(after) if new_id in engine_actors(r)), None)
         return {
             "node_dead_after_s": first(lambda r: dead_ip not in r.get("alive", [])),
             "replica_lost_after_s": lost,
@@ -143,7 +145,74 @@ class Watcher:
                 lambda r: engine_actors(r).get(new_id, ["", ""])[1] == "ALIVE"),
             "replacement_starting_after_s": first(lambda r: states(r).get("STARTING", 0) > 0),
             "replicas_running_after_s": back,
-            "replacement_ip": ip,
+            "replacement_ip": None if last is None else last[2],
+            "replacement_pid": None if last is None or not last[3] else int(last[3]),
             "watch_rows": len(after),
             "watch_errors": sum(1 for r in self.rows if r["t"] >= fault_unix and "error" in r),
         }
+
+
+#: Markers of an engine replica's start in its logs: (phase, file kind, line substring). ``serve``: the
+#: replica's Serve log; ``worker``: its worker process's stdout/stderr (vLLM's and its EngineCore's lines);
+#: ``core``: the worker's core-worker log (its first line: the process runs).
+LOG_MARKERS = (
+    ("worker_process_started", "core", ""),
+    ("constructor_started", "serve", "Started initializing replica"),
+    ("download_task_started", "serve", "Running tasks to download model files"),
+    ("engine_core_started", "worker", "(EngineCore"),
+    ("model_loaded", "worker", "Model loading took"),
+    ("engine_ready", "worker", "init engine (profile, create kv cache, warmup model) took"),
+    ("constructor_done", "serve", "Finished initializing replica"),
+)
+
+_STAMPS = (  # (regex, strptime format): Ray/Serve's own lines, then vLLM's (no year, local time)
+    (re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})"), "%Y-%m-%d %H:%M:%S"),
+    (re.compile(r"(?:INFO|WARNING|DEBUG|ERROR) (\d\d-\d\d \d\d:\d\d:\d\d)"), "%m-%d %H:%M:%S"),
+)
+
+
+def _stamp(line: str, year: int) -> float | None:
+    for regex, fmt in _STAMPS:
+        m = regex.search(line)
+        if m is None:
+            continue
+        text = m.group(1) if "%Y" in fmt else f"{year}-{m.group(1)}"
+        t = time.mktime(time.strptime(text, fmt if "%Y" in fmt else "%Y-" + fmt))
+        return t + (int(m.group(2)) / 1000 if m.lastindex and m.lastindex > 1 else 0.0)
+    return None
+
+
+def log_phases(logs: Path, fault_unix: float, deployment: str, pid: int | None) -> dict[str, float | None]:
+    """Seconds from the fault to each :data:`LOG_MARKERS` phase of the replacement replica's start.
+
+    Args:
+        logs: The Ray session's ``logs`` folder (``<temp dir>/session_latest/logs``).
+        fault_unix: Wall time of the fault.
+        deployment: Serve deployment name of the engine deployment.
+        pid: The replacement replica's worker pid (from the actor table); ``None``: only Serve's log is read.
+
+    Returns:
+        ``<phase>_s`` per marker, ``None`` for one not found (vLLM's lines have whole seconds only).
+    """
+    year = time.gmtime(fault_unix).tm_year
+    files: dict[str, list[Path]] = {"serve": [], "worker": [], "core": []}
+    for f in sorted((logs / "serve").glob(f"replica_*_{deployment}_*.log")):
+        with contextlib.suppress(OSError):
+            first = f.open(errors="replace").readline()
+            t = _stamp(first, year)
+            if t is not None and t >= fault_unix - 1:
+                files["serve"].append(f)
+    if pid is not None:
+        files["worker"] = sorted(logs.glob(f"worker-*-{pid}.err")) + sorted(logs.glob(f"worker-*-{pid}.out"))
+        files["core"] = sorted(logs.glob(f"python-core-worker-*_{pid}.log"))
+    out: dict[str, float | None] = {}
+    for phase, kind, needle in LOG_MARKERS:
+        found = None
+        for f in files[kind]:
+            with contextlib.suppress(OSError), f.open(errors="replace") as fh:
+                for line in fh:
+                    if needle in line and (t := _stamp(line, year)) is not None and t >= fault_unix - 1:
+                        found = t if found is None else min(found, t)
+                        break
+        out[f"{phase}_s"] = None if found is None else round(found - fault_unix, 1)
+    return out
