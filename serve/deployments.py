@@ -30,6 +30,13 @@ POLICY_IMPORT_PATH = "serve.autoscale.policy:QwenAutoscalingPolicy"
 METRIC_PUSH_INTERVAL_S = 1.0
 #: Seconds Serve waits beyond a deployment's drain_timeout_s before it kills a replica being removed.
 DRAIN_MARGIN_S = 10.0
+#: How often Serve's controller health-checks an engine replica. A replica whose node is lost is found by its
+#: next check (the call fails at once), so this bounds how long Serve waits before it starts a replacement
+#: (Serve's default: 10 s). The check is cheap (vLLM's engine-error flag, the frontends' liveness).
+ENGINE_HEALTH_CHECK_PERIOD_S = 2.0
+#: How long a check may take before it counts as failed (3 in a row mark the replica unhealthy): an engine
+#: busy with a long prefill on shared cores can be slow to answer, and a hung one is still replaced.
+ENGINE_HEALTH_CHECK_TIMEOUT_S = 30.0
 
 # Engine keys that only make sense on GPUs; dropped for CPU deployments.
 _GPU_ONLY_KEYS = ("gpu_memory_utilization", "enable_expert_parallel", "data_parallel_size")
@@ -57,8 +64,8 @@ def build_llm_config(spec: DeploymentSpec, fleet: FleetConfig | None = None) -> 
     engine = dict(spec.engine_kwargs())
     deployment: dict[str, Any] = {
         "max_ongoing_requests": spec.effective_max_ongoing_requests,
-        "health_check_period_s": 10,
-        "health_check_timeout_s": 30,
+        "health_check_period_s": ENGINE_HEALTH_CHECK_PERIOD_S,
+        "health_check_timeout_s": ENGINE_HEALTH_CHECK_TIMEOUT_S,
         # A replica chosen for removal withdraws from the routers and finishes its in-flight requests within
         # drain_timeout_s (QwenLLMServer.__del__); Serve kills it only after this.
         "graceful_shutdown_timeout_s": spec.drain_timeout_s + DRAIN_MARGIN_S,

@@ -38,7 +38,8 @@ class LocalModelInit(CallbackBase):
 
     async def on_before_node_init(self) -> None:
         """Skip ``initialize_node`` when the model source is a directory on this node."""
-        source = str(self.llm_config.model_loading_config.model_source or "")
+        loading: Any = self.llm_config.model_loading_config
+        source = str((loading.get("model_source") if isinstance(loading, dict) else loading.model_source) or "")
         if is_local_model(source):
             self.ctx.run_init_node = False
             logger.info("model is a local directory: no per-node download task")

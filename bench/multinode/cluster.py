@@ -172,7 +172,10 @@ class LocalCluster:
                f"--ray-client-server-port={self._client_port}", f"--dashboard-agent-listen-port={free_port()}",
                f"--num-cpus={self.head_cpus}", '--resources={"head": 1}', "--include-dashboard=false",
                "--disable-usage-stats", f"--temp-dir={self.temp_dir}"]
-        r = subprocess.run(cmd, env=self._env(), capture_output=True, text=True, timeout=180)
+        # The head's GCS detects a lost node the way the stack's own head does (serve/cluster.py).
+        from serve.cluster import NODE_HEALTH_ENV
+
+        r = subprocess.run(cmd, env={**NODE_HEALTH_ENV, **self._env()}, capture_output=True, text=True, timeout=180)
         if r.returncode != 0:
             raise RuntimeError("ray start --head failed:\n" + r.stdout[-2000:] + r.stderr[-2000:])
         return self
