@@ -232,12 +232,15 @@ def main() -> int:
             # One after another: a loaded 2-core host registers them more reliably than all at once.
             cluster.add_worker(name, num_cpus=3, resources={POOL: 1})
         cluster.wait_nodes()
-        results["cluster_start_s"] = round(time.monotonic() - t0, 1)
+        this_run: dict[str, Any] = {"utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                                    "cluster_start_s": round(time.monotonic() - t0, 1)}
         up = _cli(env, "up", "--config", str(write(state / "fleet.yaml", port)), "--address", cluster.address,
                   "--detach", "--timeout", "600")
         if up.returncode != 0:
             raise RuntimeError(up.stdout[-2000:] + up.stderr[-2000:])
-        results["stack_up_s"] = round(time.monotonic() - t0, 1)
+        this_run["stack_up_s"] = round(time.monotonic() - t0, 1)
+        if not args.scenarios:  # a subset run keeps the full run's figures and records its own per scenario
+            results.update({k: v for k, v in this_run.items() if k != "utc"})
         for name, run in (("rolling_update", lambda: rolling_update(env, state, port, cluster.address, url)),
                           ("gcs_restart", lambda: gcs_restart(cluster, url)),
                           ("controller_restart", lambda: controller_restart(cluster, url)),
@@ -249,9 +252,14 @@ def main() -> int:
             results[name] = run()
             # The host is shared: the 1-minute load average around each scenario says how quiet it was.
             results[name]["host_load_1m"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
+            if args.scenarios:
+                results[name]["run"] = this_run
             sys.stderr.write(f"[multinode] {name}: {json.dumps(results[name])}\n")
         down = _cli(env, "down", "--timeout", "5", timeout=300)
-        results["down_left_cluster_running"] = down.returncode == 0 and len(cluster.alive_ips()) >= 3
+        down_ok = down.returncode == 0 and len(cluster.alive_ips()) >= 3
+        this_run["down_left_cluster_running"] = down_ok
+        if not args.scenarios:
+            results["down_left_cluster_running"] = down_ok
     finally:
         _cli(env, "down", "--timeout", "1", timeout=300)
         cluster.stop()
@@ -268,13 +276,15 @@ _PHASES = (
     ("node_dead_after_s", "the GCS marks the node dead"),
     ("replacement_requested_after_s", "the replacement replica actor is in the GCS actor table"),
     ("worker_process_started_s", "its worker process runs (on the spare node)"),
-    ("replacement_actor_alive_after_s", "the actor is ALIVE (actor class loaded)"),
+    ("replacement_actor_alive_after_s", "the actor is ALIVE (replica code and vLLM imported)"),
     ("constructor_started_s", "the replica constructor starts"),
     ("download_task_started_s", "Ray Serve LLM's per-node download task starts"),
-    ("engine_core_started_s", "vLLM's EngineCore process logs its first line"),
-    ("model_loaded_s", "model loaded"),
+    ("engine_core_started_s", "vLLM's EngineCore process is up (spawned, vLLM imported)"),
+    ("engine_worker_started_s", "its CPU worker process is up (spawned, vLLM imported)"),
+    ("model_loaded_s", "model weights loaded"),
     ("engine_ready_s", "engine ready (KV cache allocated)"),
-    ("constructor_done_s", "replica constructor done"),
+    ("engine_started_s", "Ray Serve LLM has the engine"),
+    ("constructor_done_s", "replica constructor done (vLLM's OpenAI app built, record published)"),
     ("replicas_running_after_s", "Serve counts 2 replicas RUNNING"),
     ("full_capacity_after_s", "the router's table has 2 replicas again (none on the lost node)"),
 )
@@ -286,7 +296,10 @@ def node_loss_phases_md(s: dict[str, Any]) -> list[str]:
         return []
     flat = {**s, **(s.get("replacement_start") or {})}
     rows = [f"| {what} | {'-' if flat.get(k) is None else flat[k]} |" for k, what in _PHASES]
-    return ["", f"Node loss, phase by phase (seconds after the kill; replacement on {s.get('replacement_ip')}):", "",
+    run = s.get("run") or {}
+    when = f"; run of {run['utc']} UTC, stack up {run.get('stack_up_s')} s" if run else ""
+    return ["", f"Node loss, phase by phase (seconds after the kill; replacement on {s.get('replacement_ip')}{when}):",
+            "",
             "| phase | s |", "|---|---|", *rows]
 
 
@@ -300,7 +313,7 @@ def render_md(r: dict[str, Any]) -> str:
             continue
         other = {k: v for k, v in s.items() if k not in {"requests", "failed", "failed_in_flight", "hangs",
                                                         "recovered_after_s", "errors", "failed_after",
-                                                        "replacement_start"} and k not in _PHASES}
+                                                        "replacement_start", "run"} and k not in _PHASES}
         rec = s.get("recovered_after_s")
         rows.append((name, str(s["requests"]), str(s["failed"]), str(s.get("failed_in_flight", "-")),
                      str(s["hangs"]), "-" if rec is None else f"{rec} s",

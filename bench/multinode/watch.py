@@ -160,8 +160,10 @@ LOG_MARKERS = (
     ("constructor_started", "serve", "Started initializing replica"),
     ("download_task_started", "serve", "Running tasks to download model files"),
     ("engine_core_started", "worker", "(EngineCore"),
-    ("model_loaded", "worker", "Model loading took"),
+    ("engine_worker_started", "worker", "(Worker pid="),
+    ("model_loaded", "worker", "Loading weights took"),
     ("engine_ready", "worker", "init engine (profile, create kv cache, warmup model) took"),
+    ("engine_started", "serve", "Started vLLM engine"),
     ("constructor_done", "serve", "Finished initializing replica"),
 )
 
