@@ -290,17 +290,32 @@ _PHASES = (
 )
 
 
-def node_loss_phases_md(s: dict[str, Any]) -> list[str]:
-    """The node-loss recovery, phase by phase (seconds after the kill), as Markdown lines."""
+def node_loss_phases_md(s: dict[str, Any], others: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """The node-loss recovery, phase by phase (seconds after the kill), as Markdown lines.
+
+    Args:
+        s: The ``node_loss`` figures.
+        others: More node-loss runs to show beside it (column title -> figures), e.g. before a change.
+    """
     if not s:
         return []
-    flat = {**s, **(s.get("replacement_start") or {})}
-    rows = [f"| {what} | {'-' if flat.get(k) is None else flat[k]} |" for k, what in _PHASES]
+    runs = {**(others or {}), str(s.get("column", "this run")): s}
+
+    def flat(r: dict[str, Any]) -> dict[str, Any]:
+        return {**r, **(r.get("replacement_start") or {})}
+
+    def cell(r: dict[str, Any], key: str) -> str:
+        value = flat(r).get(key)
+        return "-" if value is None else str(value)
+
     run = s.get("run") or {}
     when = f"; run of {run['utc']} UTC, stack up {run.get('stack_up_s')} s" if run else ""
-    return ["", f"Node loss, phase by phase (seconds after the kill; replacement on {s.get('replacement_ip')}{when}):",
-            "",
-            "| phase | s |", "|---|---|", *rows]
+    lines = ["", f"Node loss, phase by phase (seconds after the kill; replacement on {s.get('replacement_ip')}{when}):",
+             "", "| phase | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
+    lines += [f"| {what} | " + " | ".join(cell(r, k) for r in runs.values()) + " |" for k, what in _PHASES]
+    lines.append("| host load (1-min average, before/after) | "
+                 + " | ".join(str(r.get("host_load_1m", "-")) for r in runs.values()) + " |")
+    return lines
 
 
 def render_md(r: dict[str, Any]) -> str:
@@ -313,7 +328,7 @@ def render_md(r: dict[str, Any]) -> str:
             continue
         other = {k: v for k, v in s.items() if k not in {"requests", "failed", "failed_in_flight", "hangs",
                                                         "recovered_after_s", "errors", "failed_after",
-                                                        "replacement_start", "run"} and k not in _PHASES}
+                                                        "replacement_start", "run", "column"} and k not in _PHASES}
         rec = s.get("recovered_after_s")
         rows.append((name, str(s["requests"]), str(s["failed"]), str(s.get("failed_in_flight", "-")),
                      str(s["hangs"]), "-" if rec is None else f"{rec} s",
@@ -325,7 +340,7 @@ def render_md(r: dict[str, Any]) -> str:
     lines.append("| " + " | ".join(rows[0]) + " |")
     lines.append("|" + "---|" * len(rows[0]))
     lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
-    lines += node_loss_phases_md(r.get("node_loss") or {})
+    lines += node_loss_phases_md(r.get("node_loss") or {}, r.get("node_loss_compared"))
     lines += ["", f"`down` removed the application and left the cluster running: {r.get('down_left_cluster_running')}",
               "", "Produced by `bench/multinode/run.py`.", ""]
     return "\n".join(lines)
