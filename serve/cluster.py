@@ -16,8 +16,9 @@ join), ``serve/app.py`` (router placement, versions) and ``serve/deployments.py`
   version covers its code and actor options only; the fleet reaches it as ``user_config`` and is applied
   in place by ``serve.hotswap`` (no restart, so the port it listens on never goes away).
 - **Node failure detection.** The GCS declares a node dead after :data:`NODE_HEALTH_ENV`'s missed health
-  checks; only then are the actors on it dead for Ray and its resources out of the scheduler's view (until
-  then the GCS may place a replacement replica's placement group on the lost node, and the placement waits).
+  checks; only then are the actors on it dead for Ray and its resources out of the scheduler's view. For a
+  host that goes silent (calls to its replicas hang rather than fail) that is what tells Serve the replicas
+  are gone.
   The stack's own head (``serve/stack.py``), the RayService head pod (``serve/render.py``, the Helm chart's
   ``rayCluster.head.nodeHealthCheck``) and the test cluster (``bench/multinode/cluster.py``) set them.
 """
