@@ -341,6 +341,9 @@ def render_md(r: dict[str, Any]) -> str:
     lines.append("|" + "---|" * len(rows[0]))
     lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
     lines += node_loss_phases_md(r.get("node_loss") or {}, r.get("node_loss_compared"))
+    if r.get("node_loss"):
+        lines += ["", "The watcher's rows of the node-loss run (node liveness, Serve replica states, replica actors "
+                  "twice a second): `node_loss_timeline.jsonl`."]
     lines += ["", f"`down` removed the application and left the cluster running: {r.get('down_left_cluster_running')}",
               "", "Produced by `bench/multinode/run.py`.", ""]
     return "\n".join(lines)
