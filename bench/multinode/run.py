@@ -244,7 +244,7 @@ def main() -> int:
         for name, run in (("rolling_update", lambda: rolling_update(env, state, port, cluster.address, url)),
                           ("gcs_restart", lambda: gcs_restart(cluster, url)),
                           ("controller_restart", lambda: controller_restart(cluster, url)),
-                          ("node_loss", lambda: node_loss(cluster, url, env, state / "logs" / "node_loss_timeline.jsonl"))):
+                          ("node_loss", lambda: node_loss(cluster, url, env, out / "node_loss_timeline.jsonl"))):
             if args.scenarios and name not in args.scenarios.split(","):
                 continue
             sys.stderr.write(f"[multinode] {name} ...\n")
