@@ -37,7 +37,7 @@ def _add_fleet_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the stack and wait until every deployment is ready."""
-    from serve import stack
+    from serve import readiness, stack
     from serve.tiny import build_fleet_tiny_models
 
     out = sys.stdout
@@ -53,9 +53,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     base = f"http://{stack.public_host(fleet, address)}:{fleet.port}"
     # A rolling update returns once the new fleet serves, not while the old one still answers /ready.
     ready = (stack.wait_updated(base, fleet, args.timeout, out) if update
-             else stack.wait_ready(base, args.timeout, out, [d.name for d in fleet.deployments]))
+             else readiness.wait_ready(base, args.timeout, out, [d.name for d in fleet.deployments]))
     if not ready:
-        out.write(f"not ready after {args.timeout:.0f}s; see `qwen-serve status` and the Ray logs\n")
+        out.write("the stack is not ready; see `qwen-serve status` and the Ray logs (/tmp/ray/session_latest/logs)\n")
         return 1
     out.write(f"\nqwen-serve `{fleet.name}` is up: {base}/v1  (models: {', '.join(d.name for d in fleet.deployments)})\n")
     out.write(f"try:\n  curl {base}/v1/chat/completions -H 'content-type: application/json' \\\n"

@@ -135,7 +135,7 @@ class QwenLLMServer(LLMServer):
         from serve.lora_runtime import replica_adapters
 
         self._adapters = replica_adapters(dict(self._llm_config.engine_kwargs), self._deployment_name, replica_id,
-                                          self._url)
+                                          self._url, self._frontends.urls if self._frontends is not None else ())
         if self._adapters is not None:
             await self._adapters.sync()
         self._publish()

@@ -4,7 +4,8 @@
 environment has ``VLLM_ALLOW_RUNTIME_LORA_UPDATING``). :meth:`ReplicaAdapters.sync` compares what vLLM serves
 (its own ``/v1/models``) with the wanted set (:mod:`serve.lora_record`), loads what is missing and unloads the
 run-time adapters no longer wanted through vLLM's ``/v1/load_lora_adapter`` / ``/v1/unload_lora_adapter`` on
-the replica's private app, then publishes the loaded set. The replica calls it once before it publishes its
+the replica's private app and on each of its engine frontends (``engine_frontends``: every frontend process
+keeps its own adapter list), then publishes the set that all of them serve. The replica calls it once before it publishes its
 endpoint (so a new replica serves every adapter before the router can pick it) and then with each heartbeat
 (to catch a load or unload it missed). Static adapters (``lora_modules``) are never touched.
 
@@ -60,13 +61,15 @@ class ReplicaAdapters:
         base_url: The replica's private vLLM app.
         static: Names of the deployment's static adapters (left alone).
         store: The records (default: Ray's internal KV).
+        frontend_urls: The replica's engine frontends (``engine_frontends``), kept in line too.
     """
 
     def __init__(self, deployment: str, replica: str, base_url: str, static: set[str],
-                 store: AdapterStore | None = None) -> None:
+                 store: AdapterStore | None = None, frontend_urls: list[str] | tuple[str, ...] = ()) -> None:
         self.deployment = deployment
         self.replica = replica
         self.base_url = base_url
+        self.urls = [base_url, *frontend_urls]
         self.static = set(static)
         self.store = store or KVAdapterStore()
         self.loaded: set[str] = set()
@@ -93,27 +96,36 @@ class ReplicaAdapters:
             headers = {engine_secret.HEADER: secret} if secret else {}
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120), headers=headers)
         loop = asyncio.get_running_loop()
-        present = await served_adapters(self._session, self.base_url, self.deployment) - self.static
+        # What every app serves is read before the wanted set (see the module docstring).
+        presents = [await served_adapters(self._session, url, self.deployment) - self.static for url in self.urls]
         wanted = {w.adapter: w.path for w in await loop.run_in_executor(None, self.store.wanted, self.deployment)}
+        served = set(wanted)
+        for url, present in zip(self.urls, presents, strict=True):
+            served &= await self._align(url, present, wanted)
+        self.loaded = served
+        await loop.run_in_executor(None, self.store.publish_loaded, self.deployment, self.replica, self.loaded)
+        return self.loaded
+
+    async def _align(self, url: str, present: set[str], wanted: dict[str, str]) -> set[str]:
+        """Load the wanted adapters missing at ``url`` and unload the unwanted run-time ones; what it serves now."""
+        assert self._session is not None
         for name, path in wanted.items():
             if name in present:
                 continue
-            status, message = await post_adapter(self._session, self.base_url, "load",
+            status, message = await post_adapter(self._session, url, "load",
                                                  {"lora_name": f"{self.deployment}:{name}", "lora_path": path})
             if status == 200:
                 present.add(name)
-                logger.info("replica %s of %s loaded run-time adapter %s", self.replica, self.deployment, name)
+                logger.info("replica %s of %s loaded run-time adapter %s at %s", self.replica, self.deployment,
+                            name, url)
             else:
-                logger.warning("replica %s of %s could not load adapter %s (%d): %s", self.replica,
-                               self.deployment, name, status, message)
+                logger.warning("replica %s of %s could not load adapter %s at %s (%d): %s", self.replica,
+                               self.deployment, name, url, status, message)
         for name in present - set(wanted):
-            status, _ = await post_adapter(self._session, self.base_url, "unload",
-                                           {"lora_name": f"{self.deployment}:{name}"})
+            status, _ = await post_adapter(self._session, url, "unload", {"lora_name": f"{self.deployment}:{name}"})
             if status in (200, 404):
                 present.discard(name)
-        self.loaded = present & set(wanted)
-        await loop.run_in_executor(None, self.store.publish_loaded, self.deployment, self.replica, self.loaded)
-        return self.loaded
+        return present
 
     async def close(self) -> None:
         """Withdraw the loaded set and close the HTTP session (the replica is going away)."""
@@ -126,11 +138,12 @@ class ReplicaAdapters:
 
 
 def replica_adapters(engine_kwargs: dict[str, Any], deployment: str, replica: str, base_url: str,
-                     ) -> ReplicaAdapters | None:
-    """The run-time adapter keeper of an engine replica, or None when its deployment has no run-time LoRA."""
+                     frontend_urls: list[str] | tuple[str, ...] = ()) -> ReplicaAdapters | None:
+    """The run-time adapter keeper of an engine replica (its own app and its engine frontends), or None when its
+    deployment has no run-time LoRA."""
     if os.environ.get(RUNTIME_ENV, "").lower() not in ("1", "true") or not engine_kwargs.get("enable_lora"):
         return None
     prefix = deployment + ":"
     static = {str(m.get("name", ""))[len(prefix):] for m in engine_kwargs.get("lora_modules") or []
               if isinstance(m, dict)}
-    return ReplicaAdapters(deployment, replica, base_url, static)
+    return ReplicaAdapters(deployment, replica, base_url, static, frontend_urls=frontend_urls)

@@ -221,35 +221,6 @@ def http_json(url: str, *, method: str = "GET", timeout: float = 5.0) -> tuple[i
         return 0, None
 
 
-def wait_ready(base_url: str, timeout_s: float, out: TextIO, names: list[str]) -> bool:
-    """Poll ``/ready`` until every deployment has a live engine, printing progress; True when ready."""
-    t0 = time.monotonic()
-    last = ""
-    while time.monotonic() - t0 < timeout_s:
-        status, body = http_json(base_url + "/ready")
-        elapsed = time.monotonic() - t0
-        if status == 200:
-            out.write(f"\rready after {elapsed:.0f}s: {', '.join(names)}".ljust(100) + "\n")
-            return True
-        if isinstance(body, dict) and "deployments" in body:
-            up = [n for n, c in body["deployments"].items() if c > 0]
-            line = f"[{elapsed:5.0f}s] engines ready {len(up)}/{len(names)}: {', '.join(up) or '-'}"
-        else:
-            line = f"[{elapsed:5.0f}s] waiting for the router on {base_url}"
-        key = line.split("] ", 1)[-1]
-        tty = hasattr(out, "isatty") and out.isatty()
-        if tty:
-            out.write("\r" + line.ljust(100))
-            out.flush()
-        elif key != last or int(elapsed) % 30 == 0:
-            out.write(line + "\n")
-            out.flush()
-        last = key
-        time.sleep(1.0)
-    out.write("\n")
-    return False
-
-
 def serve_app_state() -> dict[str, Any] | None:
     """The qwen-serve application's state in Serve: ``{"status", "message", "deployments": {name: status}}``
     (None when the application is not deployed or Serve does not answer)."""

@@ -232,12 +232,18 @@ class RuntimeAdapters:
         assert session is not None, "router not started"
         endpoints = list(self.service.registry.load(deployment).endpoints)
 
-        async def one(ep: Endpoint) -> tuple[int, str]:
+        async def at(url: str) -> tuple[int, str]:
             try:
                 async with asyncio.timeout(120):
-                    return await post_adapter(session, ep.url, action, body, self.service.engine_headers)
+                    return await post_adapter(session, url, action, body, self.service.engine_headers)
             except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
                 return 503, type(exc).__name__
+
+        async def one(ep: Endpoint) -> tuple[int, str]:
+            # A replica with engine frontends serves through each of them, and each keeps its own list of
+            # adapters: the replica has the adapter only when its own app and every frontend have it.
+            results = await asyncio.gather(*(at(u) for u in (ep.url, *ep.urls)))
+            return next((r for r in results if r[0] != 200), results[0])
 
         statuses = await asyncio.gather(*(one(ep) for ep in endpoints))
         return {ep.replica: st for ep, st in zip(endpoints, statuses, strict=True)}

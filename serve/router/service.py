@@ -359,7 +359,9 @@ class RouterService:
         payload = orjson.dumps(body)
         rid: str = request.state.request_id
         headers = {"content-type": "application/json", "x-request-id": rid, **self.engine_headers}
-        deadline = time.monotonic() + request_timeout(request.headers, self.limits)
+        # The request's deadline runs from its arrival (``t0``): time spent held for a cold start or queued
+        # in the preamble counts against it, so a client's timeout means the same whatever happened first.
+        deadline = time.monotonic() + request_timeout(request.headers, self.limits) - (time.perf_counter() - t0)
         connect = self._connect(p, payload, headers)
         try:  # a non-streamed answer only has headers when done: watch deadline and disconnect meanwhile
             async with asyncio.timeout(max(0.001, deadline - time.monotonic())):

@@ -150,3 +150,27 @@ async def test_capability_errors_are_not_held(cold_router: Any) -> None:
     body["messages"][0]["content"] = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
     r = await c.post("/v1/chat/completions", json=body)
     assert r.status_code == 400 and waker.calls == []
+
+
+async def test_the_hold_counts_against_the_requests_own_deadline() -> None:
+    # A 1 s deadline: held 0.6 s for the replica, then an engine that needs 0.8 s to answer. The request's
+    # deadline runs from its arrival, so the answer is the router's timeout (408), not a 200 after 1.4 s.
+    from tests.unit.conftest import FakeEngineServer as Fake
+
+    slow = Fake(COLD, ttft_s=0.8, tokens_per_s=2000.0)
+    fast = {n: Fake(n, ttft_s=0.002, tokens_per_s=2000.0) for n in ("general", "coder")}
+    try:
+        registry = StaticRegistry({n: [e.url] for n, e in fast.items()})
+        waker = Waker(registry, slow.url.rstrip("/"), delay_s=0.6)
+        app = create_app(cold_fleet(), registry, waker=waker, refresh_interval_s=0.1)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://router", timeout=10) as c:
+            r = await c.post("/v1/chat/completions", json=chat(COLD), headers={"x-request-timeout": "1.0"})
+            assert r.status_code == 408, r.text  # the router's timeout answer
+            assert r.json()["error"]["code"] == "timeout"
+            # warm now: the same deadline is enough for the engine alone
+            r = await c.post("/v1/chat/completions", json=chat(COLD), headers={"x-request-timeout": "1.0"})
+            assert r.status_code == 200, r.text
+    finally:
+        for e in (slow, *fast.values()):
+            e.stop()

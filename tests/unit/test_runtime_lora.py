@@ -227,3 +227,47 @@ async def test_replica_sync_never_raises() -> None:
     keeper.loaded = {"kept"}
     assert await keeper.sync() == {"kept"}  # engine unreachable: logged, last known set kept
     await keeper.close()
+
+
+async def test_replica_sync_covers_its_engine_frontends(replicas: list[FakeEngineServer]) -> None:
+    # replicas[0] stands in for the replica's own app (the router already loaded "a" there), replicas[1] for
+    # one of its engine frontends (which keeps its own adapter list and has nothing yet).
+    own, front = (r.app.state.fake_engine for r in replicas[:2])
+    own.adapters.clear()
+    front.adapters.clear()
+    own.adapters.update({f"{BASE}:a", f"{BASE}:gone"})
+    front.adapters.add(f"{BASE}:gone")
+    store = MemoryAdapterStore()
+    store.want(WantedAdapter(BASE, "a", "/a"))
+    keeper = ReplicaAdapters(BASE, "r7", replicas[0].url, static=set(), store=store,
+                             frontend_urls=[replicas[1].url])
+    assert await keeper.sync() == {"a"}
+    assert own.adapters == front.adapters == {f"{BASE}:a"}
+    assert store.loaded() == {(BASE, "r7"): {"a"}}
+    await keeper.close()
+    own.adapters.clear()
+    front.adapters.clear()
+
+
+async def test_replica_with_an_unreachable_frontend_confirms_nothing(replicas: list[FakeEngineServer]) -> None:
+    store = MemoryAdapterStore()
+    store.want(WantedAdapter(BASE, "a", "/a"))
+    keeper = ReplicaAdapters(BASE, "r8", replicas[0].url, static=set(), store=store,
+                             frontend_urls=["http://127.0.0.1:9"])
+    assert await keeper.sync() == set()  # logged; the router sends "a" only to replicas that confirmed it
+    assert store.loaded() == {}
+    await keeper.close()
+    replicas[0].app.state.fake_engine.adapters.clear()
+
+
+async def test_router_load_reaches_every_frontend_of_a_replica(stack: Any, replicas: list[FakeEngineServer]) -> None:
+    c, app, tmp = stack
+    registry = app.state.service.registry
+    # replica r0 of BASE serves through two frontends (replicas[1] and replicas[2]); r1 is replicas[1] itself
+    registry._frontends[(BASE, "r0")] = (replicas[1].url.rstrip("/"), replicas[2].url.rstrip("/"))
+    await registry.refresh()
+    r = await c.post("/v1/load_lora_adapter", json={"lora_name": f"{BASE}:sql", "lora_path": str(adapter_dir(tmp))})
+    assert r.status_code == 200, r.text
+    for s in replicas:
+        assert f"{BASE}:sql" in s.app.state.fake_engine.adapters
+    registry._frontends.clear()
