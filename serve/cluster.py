@@ -15,6 +15,12 @@ join), ``serve/app.py`` (router placement, versions) and ``serve/deployments.py`
   ``qwen-serve up`` with a changed fleet restarts only the engines whose settings changed. The router's
   version covers its code and actor options only; the fleet reaches it as ``user_config`` and is applied
   in place by ``serve.hotswap`` (no restart, so the port it listens on never goes away).
+- **Node failure detection.** The GCS declares a node dead after :data:`NODE_HEALTH_ENV`'s missed health
+  checks; only then are the actors on it dead for Ray and its resources out of the scheduler's view. For a
+  host that goes silent (calls to its replicas hang rather than fail) that is what tells Serve the replicas
+  are gone.
+  The stack's own head (``serve/stack.py``), the RayService head pod (``serve/render.py``, the Helm chart's
+  ``rayCluster.head.nodeHealthCheck``) and the test cluster (``bench/multinode/cluster.py``) set them.
 """
 
 from __future__ import annotations
@@ -35,6 +41,16 @@ logger = logging.getLogger(__name__)
 HEAD_NODE_RESOURCE = "node:__internal_head__"
 #: The share of a custom resource a replica takes when pinned by a label: many replicas fit on one node.
 _LABEL_SHARE = 0.001
+#: GCS settings (read by the head's GCS server at start) for how fast a lost node is declared dead: a health
+#: check of every raylet each second, 3 s to answer, dead after 5 misses in a row. That is about 5 s for a node
+#: whose raylet is gone (connections refused) and about 20 s for a host that stopped answering. Ray's defaults
+#: (every 3 s, 10 s timeout, 5 misses) take 15 s and about a minute. Five misses in a row still mean a
+#: raylet that answered nothing for 5 to 15 s, so a busy node is not declared dead.
+NODE_HEALTH_ENV = {
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "3000",
+    "RAY_health_check_failure_threshold": "5",
+}
 
 
 def resolve_address(cli_address: str | None, fleet: FleetConfig) -> str | None:

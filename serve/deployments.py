@@ -30,6 +30,14 @@ POLICY_IMPORT_PATH = "serve.autoscale.policy:QwenAutoscalingPolicy"
 METRIC_PUSH_INTERVAL_S = 1.0
 #: Seconds Serve waits beyond a deployment's drain_timeout_s before it kills a replica being removed.
 DRAIN_MARGIN_S = 10.0
+#: How often Serve's controller health-checks an engine replica. A replica whose node is lost is found by its
+#: next check (the call fails within a second or two), so this bounds how long Serve waits before it starts a
+#: replacement: 3.4-3.9 s after a node's SIGKILL on the multi-node bench, 7.7 s with Serve's default of 10 s.
+#: The check is cheap (vLLM's engine-error flag, the frontends' liveness).
+ENGINE_HEALTH_CHECK_PERIOD_S = 2.0
+#: How long a check may take before it counts as failed (3 in a row mark the replica unhealthy): an engine
+#: busy with a long prefill on shared cores can be slow to answer, and a hung one is still replaced.
+ENGINE_HEALTH_CHECK_TIMEOUT_S = 30.0
 
 # Engine keys that only make sense on GPUs; dropped for CPU deployments.
 _GPU_ONLY_KEYS = ("gpu_memory_utilization", "enable_expert_parallel", "data_parallel_size")
@@ -57,8 +65,8 @@ def build_llm_config(spec: DeploymentSpec, fleet: FleetConfig | None = None) -> 
     engine = dict(spec.engine_kwargs())
     deployment: dict[str, Any] = {
         "max_ongoing_requests": spec.effective_max_ongoing_requests,
-        "health_check_period_s": 10,
-        "health_check_timeout_s": 30,
+        "health_check_period_s": ENGINE_HEALTH_CHECK_PERIOD_S,
+        "health_check_timeout_s": ENGINE_HEALTH_CHECK_TIMEOUT_S,
         # A replica chosen for removal withdraws from the routers and finishes its in-flight requests within
         # drain_timeout_s (QwenLLMServer.__del__); Serve kills it only after this.
         "graceful_shutdown_timeout_s": spec.drain_timeout_s + DRAIN_MARGIN_S,
@@ -106,6 +114,11 @@ def build_llm_config(spec: DeploymentSpec, fleet: FleetConfig | None = None) -> 
     from serve.replica_logging import hook_env
 
     kwargs["runtime_env"] = {"env_vars": {**env, **hook_env()}}
+    # A model that is a local directory needs no per-node download task before the engine starts: a replacement
+    # replica skips a worker process start on the node it lands on (serve/engine_init.py).
+    from serve.engine_init import CALLBACK_IMPORT_PATH
+
+    kwargs["callback_config"] = {"callback_class": CALLBACK_IMPORT_PATH}
     return LLMConfig(
         model_loading_config={"model_id": spec.name, "model_source": spec.model_source},
         engine_kwargs=engine,

@@ -12,6 +12,7 @@ for CPU engines). The Helm chart is the configurable, production path; this is t
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import os
@@ -276,6 +277,10 @@ def render_rayservice(
     env = _env(fleet.security.api_keys_env, api_keys_secret, hf_token_secret, engine_secret_secret)
     base = {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": name}
     common: dict[str, Any] = {"image": image, "env": env, "cache_claim": model_cache_claim}
+    # The head's GCS declares a lost node dead after the stack's health-check settings (serve/cluster.py).
+    from serve.cluster import NODE_HEALTH_ENV
+
+    head_env = copy.deepcopy(env) + [{"name": k, "value": v} for k, v in NODE_HEALTH_ENV.items()]
     head = _pod_template(
         labels={**base, "app.kubernetes.io/component": "ray-head"},
         container="ray-head",
@@ -284,7 +289,7 @@ def render_rayservice(
         shm="2Gi",
         gpus=0,
         head=True,
-        **common,
+        **{**common, "env": head_env},
     )
     workers = [
         {

@@ -104,7 +104,10 @@ def start_ray(num_cpus: int, env: dict[str, str], out: TextIO) -> bool:
     if ray_running():
         out.write("ray: reusing the running local Ray head\n")
         return False
-    full_env = {**os.environ, **RAY_ENV, **env}
+    from serve.cluster import NODE_HEALTH_ENV
+
+    # Node-failure detection for the GCS: the stack's settings unless the shell sets its own.
+    full_env = {**NODE_HEALTH_ENV, **os.environ, **RAY_ENV, **env}
     cmd = [_ray_bin(), "start", "--head", f"--num-cpus={num_cpus}", "--include-dashboard=false",
            "--disable-usage-stats"]
     out.write(f"ray: starting a local head ({num_cpus} logical CPUs)\n")

@@ -12,6 +12,11 @@ Faults, the way they happen on real hosts:
 - :meth:`LocalCluster.kill_gcs` / :meth:`LocalCluster.restart_gcs` kill the head's GCS server and start it
   again with the same command line, like a supervisor (or KubeRay's head pod restart) would; with Redis the
   new GCS reloads the cluster state and the raylets reconnect.
+
+The cluster keeps to itself on a shared machine: its Ray temp dir is its own (``/tmp/ray-mn-<GCS port>``, so
+the default ``/tmp/ray`` and its ``ray_current_cluster`` file, which ``ray.init(address="auto")`` reads, stay
+another Ray's), and :meth:`LocalCluster.stop` kills only this cluster's processes (never ``ray stop --force``,
+which stops every Ray of the user).
 """
 
 from __future__ import annotations
@@ -129,6 +134,12 @@ class LocalCluster:
     _redis_proc: subprocess.Popen[bytes] | None = None
     _gcs_cmd: list[str] | None = None
     _gcs_env: dict[str, str] | None = None
+    _client_port: int = 0
+
+    @property
+    def temp_dir(self) -> str:
+        """This cluster's Ray temp dir (sessions, sockets, logs); worker nodes take it from the head."""
+        return f"/tmp/ray-mn-{self.gcs_port}"
 
     @property
     def address(self) -> str:
@@ -156,11 +167,15 @@ class LocalCluster:
         self.gcs_port = self.gcs_port or free_port()
         # Every port this head listens on is picked free here or by Ray: none of a default single-node Ray's
         # fixed ports (6379 GCS, 10001 client server, 52365 dashboard agent), so the two never clash.
+        self._client_port = free_port()
         cmd = [_ray_bin(), "start", "--head", f"--port={self.gcs_port}", "--node-ip-address=127.0.0.1",
-               f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+               f"--ray-client-server-port={self._client_port}", f"--dashboard-agent-listen-port={free_port()}",
                f"--num-cpus={self.head_cpus}", '--resources={"head": 1}', "--include-dashboard=false",
-               "--disable-usage-stats"]
-        r = subprocess.run(cmd, env=self._env(), capture_output=True, text=True, timeout=180)
+               "--disable-usage-stats", f"--temp-dir={self.temp_dir}"]
+        # The head's GCS detects a lost node the way the stack's own head does (serve/cluster.py).
+        from serve.cluster import NODE_HEALTH_ENV
+
+        r = subprocess.run(cmd, env={**NODE_HEALTH_ENV, **self._env()}, capture_output=True, text=True, timeout=180)
         if r.returncode != 0:
             raise RuntimeError("ray start --head failed:\n" + r.stdout[-2000:] + r.stderr[-2000:])
         return self
@@ -325,7 +340,11 @@ class LocalCluster:
         for name in list(self.nodes):
             if self.nodes[name].proc is not None:
                 self.kill_node(name)
-        subprocess.run([_ray_bin(), "stop", "--force"], capture_output=True, timeout=120)
+        # Every Ray process of this cluster names its temp dir on its command line; workers are their children.
+        if self.gcs_port:
+            # The Ray client server names neither: it is known by its port.
+            _kill_tree(_pids_matching(self.temp_dir + "/")
+                       + _pids_matching("ray.util.client.server", f"--port={self._client_port} "))
         if self._redis_proc is not None:
             self._redis_proc.kill()
             self._redis_proc.wait(timeout=10)

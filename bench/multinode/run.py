@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.multinode.cluster import LocalCluster, router_port  # noqa: E402
 from bench.multinode.load import Load, summarize  # noqa: E402
-from bench.multinode.watch import Watcher  # noqa: E402
+from bench.multinode.watch import Watcher, log_phases  # noqa: E402
+from serve.deployments import engine_deployment_name  # noqa: E402
 from tests.multinode.fleet import EXTRA, MODEL, POOL, write  # noqa: E402
 
 CONCURRENCY = 4
@@ -77,7 +78,7 @@ def _run_fault(url: str, fault: Any, *, settle_s: float = 15.0, warm_s: float = 
     return {**summary, **extra}
 
 
-def node_loss(cluster: LocalCluster, url: str, env: dict[str, str]) -> dict[str, Any]:
+def node_loss(cluster: LocalCluster, url: str, env: dict[str, str], timeline: Path | None = None) -> dict[str, Any]:
     """SIGKILL every process of a worker node holding an engine replica; time each phase of the recovery
     (node marked dead, replacement replica started, RUNNING, back in the router's table)."""
     victim_ip = sorted(_replica_hosts(url).values())[0]
@@ -85,7 +86,9 @@ def node_loss(cluster: LocalCluster, url: str, env: dict[str, str]) -> dict[str,
     assert victim is not None
     times: dict[str, Any] = {}
     watcher = Watcher(cluster.address, env)
-    watcher.wait_first_row()
+    if not watcher.wait_first_row():
+        watcher.stop()
+        raise RuntimeError("the control-plane watcher did not report")
 
     def fault() -> dict[str, Any]:
         times["unix"] = time.time()
@@ -108,7 +111,13 @@ def node_loss(cluster: LocalCluster, url: str, env: dict[str, str]) -> dict[str,
         time.sleep(2.0)
     finally:
         watcher.stop()
-    result.update(watcher.phases(times["unix"], victim_ip, MODEL, replicas=2))
+        if timeline is not None:
+            watcher.save(timeline)
+    deployment = engine_deployment_name(MODEL)
+    result.update(watcher.phases(times["unix"], victim_ip, deployment, replicas=2))
+    # The replacement's start, phase by phase, from its own logs (worker process, constructor, vLLM engine).
+    logs = Path(cluster.temp_dir) / "session_latest" / "logs"
+    result["replacement_start"] = log_phases(logs, times["unix"], deployment, result.get("replacement_pid"))
     return result
 
 
@@ -223,16 +232,19 @@ def main() -> int:
             # One after another: a loaded 2-core host registers them more reliably than all at once.
             cluster.add_worker(name, num_cpus=3, resources={POOL: 1})
         cluster.wait_nodes()
-        results["cluster_start_s"] = round(time.monotonic() - t0, 1)
+        this_run: dict[str, Any] = {"utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                                    "cluster_start_s": round(time.monotonic() - t0, 1)}
         up = _cli(env, "up", "--config", str(write(state / "fleet.yaml", port)), "--address", cluster.address,
                   "--detach", "--timeout", "600")
         if up.returncode != 0:
             raise RuntimeError(up.stdout[-2000:] + up.stderr[-2000:])
-        results["stack_up_s"] = round(time.monotonic() - t0, 1)
+        this_run["stack_up_s"] = round(time.monotonic() - t0, 1)
+        if not args.scenarios:  # a subset run keeps the full run's figures and records its own per scenario
+            results.update({k: v for k, v in this_run.items() if k != "utc"})
         for name, run in (("rolling_update", lambda: rolling_update(env, state, port, cluster.address, url)),
                           ("gcs_restart", lambda: gcs_restart(cluster, url)),
                           ("controller_restart", lambda: controller_restart(cluster, url)),
-                          ("node_loss", lambda: node_loss(cluster, url, env))):
+                          ("node_loss", lambda: node_loss(cluster, url, env, out / "node_loss_timeline.jsonl"))):
             if args.scenarios and name not in args.scenarios.split(","):
                 continue
             sys.stderr.write(f"[multinode] {name} ...\n")
@@ -240,9 +252,14 @@ def main() -> int:
             results[name] = run()
             # The host is shared: the 1-minute load average around each scenario says how quiet it was.
             results[name]["host_load_1m"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
+            if args.scenarios:
+                results[name]["run"] = this_run
             sys.stderr.write(f"[multinode] {name}: {json.dumps(results[name])}\n")
         down = _cli(env, "down", "--timeout", "5", timeout=300)
-        results["down_left_cluster_running"] = down.returncode == 0 and len(cluster.alive_ips()) >= 3
+        down_ok = down.returncode == 0 and len(cluster.alive_ips()) >= 3
+        this_run["down_left_cluster_running"] = down_ok
+        if not args.scenarios:
+            results["down_left_cluster_running"] = down_ok
     finally:
         _cli(env, "down", "--timeout", "1", timeout=300)
         cluster.stop()
@@ -250,6 +267,55 @@ def main() -> int:
     (out / "results.md").write_text(render_md(results))
     sys.stderr.write((out / "results.md").read_text())
     return 0
+
+
+#: Node-loss phases in order: (key, what it is). Control plane from the watcher, the replacement's start from
+#: its logs, the last from the router's table.
+_PHASES = (
+    ("replica_lost_after_s", "Serve counts fewer than 2 replicas RUNNING"),
+    ("node_dead_after_s", "the GCS marks the node dead"),
+    ("replacement_requested_after_s", "the replacement replica actor is in the GCS actor table"),
+    ("worker_process_started_s", "its worker process runs (on the spare node)"),
+    ("replacement_actor_alive_after_s", "the actor is ALIVE (replica code and vLLM imported)"),
+    ("constructor_started_s", "the replica constructor starts"),
+    ("download_task_started_s", "Ray Serve LLM's per-node download task starts"),
+    ("engine_core_started_s", "vLLM's EngineCore process is up (spawned, vLLM imported)"),
+    ("engine_worker_started_s", "its CPU worker process is up (spawned, vLLM imported)"),
+    ("model_loaded_s", "model weights loaded"),
+    ("engine_ready_s", "engine ready (KV cache allocated)"),
+    ("engine_started_s", "Ray Serve LLM has the engine"),
+    ("constructor_done_s", "replica constructor done (vLLM's OpenAI app built, record published)"),
+    ("replicas_running_after_s", "Serve counts 2 replicas RUNNING"),
+    ("full_capacity_after_s", "the router's table has 2 replicas again (none on the lost node)"),
+)
+
+
+def node_loss_phases_md(s: dict[str, Any], others: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """The node-loss recovery, phase by phase (seconds after the kill), as Markdown lines.
+
+    Args:
+        s: The ``node_loss`` figures.
+        others: More node-loss runs to show beside it (column title -> figures), e.g. before a change.
+    """
+    if not s:
+        return []
+    runs = {**(others or {}), str(s.get("column", "this run")): s}
+
+    def flat(r: dict[str, Any]) -> dict[str, Any]:
+        return {**r, **(r.get("replacement_start") or {})}
+
+    def cell(r: dict[str, Any], key: str) -> str:
+        value = flat(r).get(key)
+        return "-" if value is None else str(value)
+
+    run = s.get("run") or {}
+    when = f"; run of {run['utc']} UTC, stack up {run.get('stack_up_s')} s" if run else ""
+    lines = ["", f"Node loss, phase by phase (seconds after the kill; replacement on {s.get('replacement_ip')}{when}):",
+             "", "| phase | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
+    lines += [f"| {what} | " + " | ".join(cell(r, k) for r in runs.values()) + " |" for k, what in _PHASES]
+    lines.append("| host load (1-min average, before/after) | "
+                 + " | ".join(str(r.get("host_load_1m", "-")) for r in runs.values()) + " |")
+    return lines
 
 
 def render_md(r: dict[str, Any]) -> str:
@@ -261,7 +327,8 @@ def render_md(r: dict[str, Any]) -> str:
         if not s:
             continue
         other = {k: v for k, v in s.items() if k not in {"requests", "failed", "failed_in_flight", "hangs",
-                                                        "recovered_after_s", "errors", "failed_after"}}
+                                                        "recovered_after_s", "errors", "failed_after",
+                                                        "replacement_start", "run", "column"} and k not in _PHASES}
         rec = s.get("recovered_after_s")
         rows.append((name, str(s["requests"]), str(s["failed"]), str(s.get("failed_in_flight", "-")),
                      str(s["hangs"]), "-" if rec is None else f"{rec} s",
@@ -273,6 +340,10 @@ def render_md(r: dict[str, Any]) -> str:
     lines.append("| " + " | ".join(rows[0]) + " |")
     lines.append("|" + "---|" * len(rows[0]))
     lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    lines += node_loss_phases_md(r.get("node_loss") or {}, r.get("node_loss_compared"))
+    if r.get("node_loss"):
+        lines += ["", "The watcher's rows of the node-loss run (node liveness, Serve replica states, replica actors "
+                  "twice a second): `node_loss_timeline.jsonl`."]
     lines += ["", f"`down` removed the application and left the cluster running: {r.get('down_left_cluster_running')}",
               "", "Produced by `bench/multinode/run.py`.", ""]
     return "\n".join(lines)

@@ -96,7 +96,10 @@ def _ray_cluster() -> Schema:
         },
         required=["name", "minReplicas", "maxReplicas", "resources", "shmSize"],
     )
-    head = _obj(_group_common(), required=["resources", "shmSize"])
+    positive = {"type": "integer", "minimum": 1}
+    health = _obj({"periodMs": positive, "timeoutMs": positive, "failureThreshold": positive},
+                  desc="How fast the head's GCS declares a lost node dead (RAY_health_check_* env)")
+    head = _obj({**_group_common(), "nodeHealthCheck": health}, required=["resources", "shmSize"])
     autoscaler = _obj(
         {
             "upscalingMode": {"enum": ["Default", "Aggressive", "Conservative"]},

@@ -162,3 +162,59 @@ def test_load_client_builds_with_this_openai_release() -> None:
 
     client = Load("http://127.0.0.1:9", MODEL, read_timeout_s=7.5)._client()  # the first run's threads died here
     assert client.max_retries == 0
+
+
+def test_engines_skip_the_per_node_download_for_a_local_model(tmp_path: Path) -> None:
+    """A replacement replica starts no download task (a worker process of its own) for a model directory."""
+    import asyncio
+
+    from ray.llm._internal.common.utils.import_utils import load_class
+
+    from serve.deployments import build_llm_config
+    from serve.engine_init import CALLBACK_IMPORT_PATH, LocalModelInit
+
+    f = _fleet()
+    llm = build_llm_config(f.deployment(MODEL), f)
+    assert llm.callback_config.callback_class == CALLBACK_IMPORT_PATH
+    assert load_class(CALLBACK_IMPORT_PATH) is LocalModelInit  # Ray Serve LLM loads it by this path
+
+    def ran_init_node(source: str) -> bool:
+        config = SimpleNamespace(model_loading_config=SimpleNamespace(model_source=source))
+        callback = LocalModelInit(llm_config=config)
+        asyncio.run(callback.run_callback("on_before_node_init"))
+        return callback.ctx.run_init_node
+
+    assert ran_init_node(str(tmp_path)) is False
+    assert ran_init_node("Qwen/Qwen3-0.6B") is True  # a Hub id keeps Ray's download
+    assert ran_init_node(str(tmp_path / "missing")) is True
+
+
+def test_lost_nodes_and_replicas_are_found_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The head's GCS gets the stack's node health-check settings (own head, RayService head pod, shell wins);
+    engine replicas are health-checked every 2 s."""
+    from serve import stack
+    from serve.cluster import NODE_HEALTH_ENV
+    from serve.deployments import ENGINE_HEALTH_CHECK_PERIOD_S, build_llm_config
+    from serve.render import render_rayservice
+
+    f = _fleet()
+    assert build_llm_config(f.deployment(MODEL), f).deployment_config["health_check_period_s"] == \
+        ENGINE_HEALTH_CHECK_PERIOD_S == 2.0
+    spec = render_rayservice(f)["spec"]["rayClusterConfig"]
+    head_env = {e["name"]: e.get("value") for e in spec["headGroupSpec"]["template"]["spec"]["containers"][0]["env"]}
+    assert {k: head_env[k] for k in NODE_HEALTH_ENV} == NODE_HEALTH_ENV
+    for group in spec["workerGroupSpecs"]:  # only the GCS reads them
+        assert not {e["name"] for e in group["template"]["spec"]["containers"][0]["env"]} & set(NODE_HEALTH_ENV)
+
+    seen: dict[str, str] = {}
+
+    def fake_run(cmd: list[str], **kw: Any) -> SimpleNamespace:
+        seen.update(kw["env"])
+        return SimpleNamespace(returncode=0, stdout="", stderr="")
+
+    monkeypatch.setattr(stack, "ray_running", lambda: False)
+    monkeypatch.setattr(stack.subprocess, "run", fake_run)
+    monkeypatch.setenv("RAY_health_check_failure_threshold", "9")
+    stack.start_ray(4, {}, sys.stderr)
+    assert seen["RAY_health_check_period_ms"] == NODE_HEALTH_ENV["RAY_health_check_period_ms"]
+    assert seen["RAY_health_check_failure_threshold"] == "9"

@@ -87,6 +87,17 @@ spec:
       {{- end }}
       env:
         {{- include "qwen-serve.env" $root | nindent 8 }}
+        {{- if .head }}
+        {{- with $g.nodeHealthCheck }}
+        {{- /* The GCS reads these at start: how fast a lost node is declared dead. */}}
+        - name: RAY_health_check_period_ms
+          value: {{ .periodMs | quote }}
+        - name: RAY_health_check_timeout_ms
+          value: {{ .timeoutMs | quote }}
+        - name: RAY_health_check_failure_threshold
+          value: {{ .failureThreshold | quote }}
+        {{- end }}
+        {{- end }}
         {{- with $g.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
