@@ -48,8 +48,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         for path in build_fleet_tiny_models(fleet):
             out.write(f"  {path}\n")
     address, owns, update = _prepare_ray(args, fleet, out)
+    stack.save_state(fleet, address=address, owns_cluster=owns)  # before deploying: `down` works if it fails
     stack.deploy(fleet, out, update=update)
-    stack.save_state(fleet, address=address, owns_cluster=owns)
     base = f"http://{stack.public_host(fleet, address)}:{fleet.port}"
     # A rolling update returns once the new fleet serves, not while the old one still answers /ready.
     ready = (stack.wait_updated(base, fleet, args.timeout, out) if update
@@ -93,11 +93,16 @@ def _prepare_ray(args: argparse.Namespace, fleet: Any, out: Any) -> tuple[str | 
         out.write(f"ray: joining the cluster at {address} (down removes the application only)\n")
         stack.connect(address, job_env(fleet, ingress))
         return address, False, stack.app_running()
-    owns = bool(stack.load_state().get("owns_cluster", True))
+    owns = False
     if stack.ray_running():
+        # A head this stack did not start stays up on `down` (only the application is removed).
+        owns = stack.owns_local_head(stack.load_state())
         stack.connect(None)
         if stack.app_running():
             return None, owns, True
+        if not owns:
+            out.write("ray: using the running local Ray head (not started by qwen-serve: `down` leaves it "
+                      "running)\n")
     stack.wait_port_free(fleet.host, fleet.port)
     num_cpus = fleet.ray.num_cpus or max(8, 2 * len(fleet.deployments) + 4)
     started = stack.start_ray(num_cpus, {**fleet.ray.env, **ingress, **stack.gcs_ft_env(fleet)}, out)

@@ -56,6 +56,27 @@ def ray_running() -> bool:
         return False
 
 
+def local_head_id() -> str | None:
+    """The local Ray head's GCS address as its address file names it (None: no local head)."""
+    marker = Path(os.environ.get("RAY_TMPDIR", "/tmp/ray")) / "ray_current_cluster"
+    try:
+        return marker.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def owns_local_head(state: dict[str, Any]) -> bool:
+    """Whether the running local Ray head is the one this stack started (so ``down`` may stop it).
+
+    A head someone else started (``ray start --head`` for other work, another tool's cluster) is never ours,
+    nor one that replaced ours since: the saved state names the GCS address of the head the stack started.
+    """
+    if state.get("owns_cluster") is not True or state.get("address"):
+        return False
+    saved = state.get("gcs")
+    return saved is None or saved == local_head_id()  # None: a state file written before the address was kept
+
+
 def ingress_env(fleet: Any) -> dict[str, str]:
     """Ray Serve settings for the ingress: direct ingress on the fleet's port, or the classic proxy.
 
@@ -312,7 +333,8 @@ def save_state(fleet: Any, *, address: str | None = None, owns_cluster: bool = T
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     STATE_FILE.write_text(json.dumps({"url": f"http://{public_host(fleet, address)}:{fleet.port}",
                                       "name": fleet.name, "pid": os.getpid(), "address": address,
-                                      "owns_cluster": owns_cluster}))
+                                      "owns_cluster": owns_cluster,
+                                      "gcs": local_head_id() if address is None else None}))
 
 
 def public_host(fleet: Any, address: str | None) -> str:
@@ -379,6 +401,11 @@ def shutdown(out: TextIO) -> None:
     state = load_state()
     if state.get("owns_cluster") is False:
         remove_app(state.get("address"), out)
+        STATE_FILE.unlink(missing_ok=True)
+        return
+    if ray_running() and not owns_local_head(state):
+        remove_app(None, out)
+        out.write("ray: the local Ray head was not started by this stack: left running (`ray stop` stops it)\n")
         STATE_FILE.unlink(missing_ok=True)
         return
     if not ray_running():

@@ -208,3 +208,57 @@ def test_public_host() -> None:
     assert stack.public_host(fleet(router_placement="any"), "10.0.0.5:6379") == "127.0.0.1"
     bound = FleetConfig.from_dict({**multinode_fleet(8000), "host": "10.1.1.1"})
     assert stack.public_host(bound, "10.0.0.5:6379") == "10.1.1.1"
+
+
+# --- a local Ray head the stack did not start ------------------------------------------------------------
+def test_owns_local_head_only_for_the_head_it_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    from serve import stack
+
+    monkeypatch.setattr(stack, "local_head_id", lambda: "127.0.0.1:6379")
+    assert stack.owns_local_head({"owns_cluster": True, "gcs": "127.0.0.1:6379"})
+    assert not stack.owns_local_head({"owns_cluster": True, "gcs": "127.0.0.1:40000"})  # replaced since
+    assert not stack.owns_local_head({"url": "http://127.0.0.1:8000"})  # no record: someone else's head
+    assert not stack.owns_local_head({"owns_cluster": True, "address": "10.0.0.5:6379", "gcs": None})
+    assert stack.owns_local_head({"owns_cluster": True})  # a state file from before the address was kept
+
+
+def test_down_leaves_a_local_head_it_did_not_start(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from serve import stack
+
+    monkeypatch.setattr(stack, "STATE_DIR", tmp_path)
+    monkeypatch.setattr(stack, "STATE_FILE", tmp_path / "stack.json")
+    monkeypatch.setattr(stack, "ray_running", lambda: True)
+    calls: list[str] = []
+    monkeypatch.setattr(stack, "remove_app", lambda address, out: calls.append(f"remove {address}"))
+    monkeypatch.setattr(stack, "stop_ray", lambda out: calls.append("stop ray"))
+    monkeypatch.setattr(stack, "local_head_id", lambda: "127.0.0.1:40000")  # the head the stack started
+    stack.save_state(fleet(), owns_cluster=True)
+    assert stack.load_state()["gcs"] == "127.0.0.1:40000"
+    monkeypatch.setattr(stack, "local_head_id", lambda: "127.0.0.1:6379")  # someone else's head now
+    out = io.StringIO()
+    stack.shutdown(out)
+    assert calls == ["remove None"] and "left running" in out.getvalue()
+    calls.clear()
+    stack.shutdown(io.StringIO())  # no state at all: still only the application
+    assert calls == ["remove None"]
+
+
+def test_up_on_a_foreign_local_head_does_not_claim_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    import argparse
+    import io
+
+    from serve import cli, stack
+
+    monkeypatch.setattr(stack, "STATE_FILE", tmp_path / "none.json")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(stack, "ray_running", lambda: True)
+    monkeypatch.setattr(stack, "connect", lambda *a, **k: None)
+    monkeypatch.setattr(stack, "app_running", lambda: False)
+    monkeypatch.setattr(stack, "wait_port_free", lambda *a, **k: None)
+    monkeypatch.setattr(stack, "start_ray", lambda *a, **k: False)  # reuses the running head
+    out = io.StringIO()
+    address, owns, update = cli._prepare_ray(argparse.Namespace(address=None), fleet(), out)
+    assert (address, owns, update) == (None, False, False)
+    assert "leaves it running" in out.getvalue()
