@@ -7,8 +7,8 @@
 #    with the Qwen tokenizer files), unless .gpu already holds a bundle;
 # 2. re-cut it into CHUNK_MB-sized chunks (default 45: one chunk, .gpu/extra and the ~6 MB working tree stay
 #    under the 64 MiB a call carries; 4 calls for the 180 MB bundle);
-# 3. .gpu/extra: wheels the project needs there that neither the image nor the bundle has: orjson (router)
-#    and py-spy (profiling the router under load).
+# 3. .gpu/extra: wheels the project needs there that neither the image nor the bundle has: orjson and
+#    pyahocorasick (router) and py-spy (profiling the router under load).
 # Then, back to back (the machine is given back 30 s after a reply):
 #   run(carry=[".gpu/c1"], command="bash bench/gpu/run.sh stash 1")            ... up to c(N-1)
 #   run(carry=[".gpu/cN", ".gpu/extra"], command="bash bench/gpu/run.sh go", timeout_s=600)
@@ -28,5 +28,6 @@ n=$((i - 1)); cp "$tmp/unpack.sh" ".gpu/c$n/"; rm -rf "$tmp"
 mkdir -p .gpu/extra
 [ -f .gpu/extra/orjson-*.whl ] 2>/dev/null || python3 -m pip download -q --no-deps --only-binary=:all: \
   --python-version 3.12 --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-  --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 -d .gpu/extra orjson==3.11.5 py-spy==0.4.1
+  --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 -d .gpu/extra orjson==3.11.5 py-spy==0.4.1 \
+  pyahocorasick==2.3.1
 du -sh .gpu/* && echo "chunks: $n (stash 1..$((n - 1)), then go with .gpu/c$n and .gpu/extra)"
