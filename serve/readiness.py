@@ -50,18 +50,18 @@ class ServeState:
     Attributes:
         status: The application's status (``DEPLOYING``, ``RUNNING``, ``DEPLOY_FAILED``, ...).
         message: The application's message.
-        engines: Per Serve deployment name of an engine (``engine-<name>``), its :class:`EngineState`.
+        deployments: Per Serve deployment name (engines are ``engine-<name>``; the router too), its state.
     """
 
     status: str
     message: str = ""
-    engines: dict[str, EngineState] = field(default_factory=dict)
+    deployments: dict[str, EngineState] = field(default_factory=dict)
 
     def engine(self, name: str) -> EngineState | None:
         """The state of the engine deployment serving fleet deployment ``name`` (None: unknown to Serve)."""
         from serve.deployments import engine_deployment_name
 
-        return self.engines.get(engine_deployment_name(name))
+        return self.deployments.get(engine_deployment_name(name))
 
 
 def _name(value: Any) -> str:
@@ -69,10 +69,13 @@ def _name(value: Any) -> str:
 
 
 def serve_state() -> ServeState | None:
-    """Ask Serve (this process must be connected to Ray) for the application's state; None if it cannot say."""
+    """Ask Serve (this process must be connected to Ray) for the application's state; None if it cannot say.
+
+    The one reader of ``serve.status()`` for the stack (``serve.stack.serve_app_state`` condenses it).
+    """
     from ray import serve
 
-    from serve.app import APP_NAME, ROUTER_DEPLOYMENT
+    from serve.app import APP_NAME
 
     try:
         app = serve.status().applications.get(APP_NAME)
@@ -80,13 +83,13 @@ def serve_state() -> ServeState | None:
         return None
     if app is None:
         return None
-    engines = {
+    deployments = {
         name: EngineState(
             status=_name(d.status), replicas={_name(k): int(v) for k, v in (d.replica_states or {}).items()},
             message=str(d.message or ""))
-        for name, d in app.deployments.items() if name != ROUTER_DEPLOYMENT
+        for name, d in app.deployments.items()
     }
-    return ServeState(status=_name(app.status), message=str(app.message or ""), engines=engines)
+    return ServeState(status=_name(app.status), message=str(app.message or ""), deployments=deployments)
 
 
 def _engine_text(name: str, st: EngineState, limit: int | None) -> str:

@@ -47,9 +47,11 @@ def ray_running() -> bool:
     """
     import socket
 
-    marker = Path(os.environ.get("RAY_TMPDIR", "/tmp/ray")) / "ray_current_cluster"
+    head = local_head_id()
+    if head is None:
+        return False
     try:
-        host, _, port = marker.read_text().strip().rpartition(":")
+        host, _, port = head.rpartition(":")
         with socket.create_connection((host, int(port)), timeout=2):
             return True
     except (OSError, ValueError):
@@ -245,22 +247,13 @@ def http_json(url: str, *, method: str = "GET", timeout: float = 5.0) -> tuple[i
 def serve_app_state() -> dict[str, Any] | None:
     """The qwen-serve application's state in Serve: ``{"status", "message", "deployments": {name: status}}``
     (None when the application is not deployed or Serve does not answer)."""
-    from ray import serve
+    from serve.readiness import serve_state
 
-    from serve.app import APP_NAME
-
-    try:
-        app = serve.status().applications.get(APP_NAME)
-    except Exception:  # noqa: BLE001 - controller restarting; asked again on the next poll
+    state = serve_state()
+    if state is None:
         return None
-    if app is None:
-        return None
-
-    def _name(status: Any) -> str:
-        return str(getattr(status, "value", status))
-
-    return {"status": _name(app.status), "message": str(app.message or ""),
-            "deployments": {name: _name(d.status) for name, d in app.deployments.items()}}
+    return {"status": state.status, "message": state.message,
+            "deployments": {name: d.status for name, d in state.deployments.items()}}
 
 
 def update_progress(app: dict[str, Any] | None, ready_code: int, ready: Any, fleet: Any) -> tuple[str, str]:

@@ -15,7 +15,7 @@ PENDING = ("Deployment 'engine-qwen3-moe' in application 'qwen-serve' has 1 repl
 
 
 def _state(status: str = "DEPLOYING", message: str = "") -> ServeState:
-    return ServeState(status=status, message=message, engines={
+    return ServeState(status=status, message=message, deployments={
         "engine-qwen3-moe": EngineState("UPDATING", {"PENDING_ALLOCATION": 1}, PENDING),
         "engine-qwen2_5-7b": EngineState("HEALTHY", {"RUNNING": 1}),
     })
