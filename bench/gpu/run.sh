@@ -170,9 +170,9 @@ gpu_free() {
 }
 
 # ---------------------------------------------------------------------------------------------- loads
-common_args() {  # MODEL
+common_args() {  # MODEL [SEED]
   echo --dataset random --random-input-len 512 --random-output-len 256 --ignore-eos \
-    --tokenizer "$MODELS/$(plan get "$1" dir)" --percentiles 50,90,99 --no-progress --seed 0
+    --tokenizer "$MODELS/$(plan get "$1" dir)" --percentiles 50,90,99 --no-progress --seed "${2:-0}"
 }
 
 compare() {  # MODEL LOAD STREAMS PROMPTS ROUNDS WARMUP
@@ -185,11 +185,11 @@ compare() {  # MODEL LOAD STREAMS PROMPTS ROUNDS WARMUP
     --output "$RES/$1-$2" 2>&1 | tee "$LOGS/$1-$2.log"
 }
 
-single_run() {  # MODEL LOAD STREAMS PROMPTS WARMUP WHO(stack|raw)
+single_run() {  # MODEL LOAD STREAMS PROMPTS WARMUP WHO(stack|raw) [SEED]
   local name url; name=$(plan get "$1" name); url=$STACK; [ "$6" = raw ] && url=$RAW
-  log "run $1 $2 on $6: $3 streams, $4 prompts"
+  log "run $1 $2 on $6: $3 streams, $4 prompts, seed ${7:-0}"
   # shellcheck disable=SC2046
-  timeout "$(left)" python3 -m loadtest.cli run --base-url "$url" --model "$name" $(common_args "$1") \
+  timeout "$(left)" python3 -m loadtest.cli run --base-url "$url" --model "$name" $(common_args "$1" "${7:-0}") \
     --num-prompts "$4" --max-concurrency "$3" --warmup "$5" --metadata "model=$1" "load=$2" "server=$6" \
     --output "$RES/$1-$2/$6" 2>&1 | tail -n 30 | tee "$LOGS/$1-$2-$6.log"
 }
