@@ -71,8 +71,10 @@ HBM_MEASURED_TBPS = 4.3
 
 #: Replicas of the dense model sharing the one GPU in the start-up measurement (``fleet dense --replicas 4``):
 #: each reserves this share of the GPU and pins its KV cache to a quarter of the pair setting.
-SHARED_GPU_FRACTION = 0.2
-SHARED_KV_BYTES = 8 * GIB
+#: On an 80 GB card a 7B replica (14.2 GiB of weights) needs more than a fifth: GPU_SHARED_FRACTION and
+#: GPU_SHARED_KV_GIB override both (the start-up race does not depend on the KV size).
+SHARED_GPU_FRACTION = float(os.environ.get("GPU_SHARED_FRACTION", "0.2"))
+SHARED_KV_BYTES = int(float(os.environ.get("GPU_SHARED_KV_GIB", "8")) * GIB)
 
 
 def fleet_dict(model: str, frontends: int = 0, replicas: int = 1) -> dict[str, Any]:
