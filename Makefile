@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py serve/router/classify/_native.c
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@echo "== installing qwen-serve (cpu + dev extras) into $(VENV)"
 	$(BIN)/pip install -q --upgrade pip >/dev/null

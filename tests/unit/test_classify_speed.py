@@ -121,6 +121,29 @@ def test_text_features_are_the_plain_computation() -> None:
         assert np.array_equal(lin.text_features(low), _text_features_scan(low)), low[:40]
 
 
+def test_native_text_features_are_the_numpy_computation() -> None:
+    if lin._NGRAM_IDS is None:
+        pytest.skip("the optional C extension is not built (no compiler at install)")
+    import random
+
+    rng = random.Random(7)
+    extra = ["".join(rng.choice("ab c1\u00e9\u65e5\U0001f600_-\n") for _ in range(rng.randint(0, 40))) for _ in range(300)]
+    for text in [*TEXTS, *extra]:
+        low = text.lower()
+        native, plain = lin.text_features(low), lin.text_features_numpy(low)
+        assert native.dtype == plain.dtype == np.int64
+        assert np.array_equal(native, plain), low[:40]
+
+
+def test_the_c_extension_is_built_where_a_compiler_is() -> None:
+    import shutil
+    import sysconfig
+
+    if not (shutil.which("cc") or shutil.which("gcc")) or not sysconfig.get_config_var("CC"):
+        pytest.skip("no C compiler here: the numpy computation is used")
+    assert lin._NGRAM_IDS is not None, "setup.py builds serve/router/classify/_native.c: run `make venv` again"
+
+
 def test_language_and_signal_order_are_worked_out_when_read() -> None:
     clf = Classifier()
     body: dict[str, Any] = {"messages": [{"role": "user", "content": "¿Cuántos días tiene un año bisiesto?"}]}

@@ -23,7 +23,7 @@ import math
 import re
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,12 @@ from .extract import RequestView
 from .types import Signal
 
 logger = logging.getLogger(__name__)
+
+_NGRAM_IDS: Callable[[str, list[int], int], bytes] | None
+try:  # the optional C extension (setup.py); the numpy computation below gives the same ids without it
+    from ._native import ngram_ids as _NGRAM_IDS
+except ImportError:  # pragma: no cover - depends on the install
+    _NGRAM_IDS = None
 
 WEIGHTS_PATH = Path(__file__).with_name("linear_weights.npz")
 BUCKETS_BITS = 17
@@ -67,8 +73,10 @@ DENSE_NAMES = tuple(f"{scope}:{t}" for scope in ("last", "ctx", "sys") for t in 
 def text_features(text: str) -> np.ndarray:
     """Distinct hashed bucket ids of ``text``'s character n-grams and word uni/bigrams.
 
-    Every hash is written into one preallocated buffer (no per-n-gram arrays, no concatenation): a request
-    pays for a fixed, small number of numpy calls whatever its text.
+    With the optional C extension (:mod:`._native`, built at install when a compiler is there) the n-gram hashes,
+    the word flags and the distinct sorted ids come from one pass over the text; without it, every hash is
+    written into one preallocated numpy buffer (no per-n-gram arrays, no concatenation): a fixed, small number
+    of numpy calls whatever the text. Both give the same ids (:func:`text_features_numpy`).
 
     Args:
         text: Lower-cased text (the caller bounds its length).
@@ -76,18 +84,35 @@ def text_features(text: str) -> np.ndarray:
     Returns:
         Sorted ``int64`` array of distinct bucket ids in ``[0, BUCKETS)``; never empty.
     """
+    norm, hashed, n_words = _words(text)
+    if _NGRAM_IDS is not None:
+        return np.frombuffer(_NGRAM_IDS(norm, hashed, n_words), dtype=np.int64)
+    return _ids_numpy(norm, hashed, n_words)
+
+
+def text_features_numpy(text: str) -> np.ndarray:
+    """:func:`text_features` without the C extension (the reference it is tested against)."""
+    return _ids_numpy(*_words(text))
+
+
+def _words(text: str) -> tuple[str, list[int], int]:
+    """The normalised text, the crc32 of its words then of its bigrams, and the number of words."""
     if len(text) > HEAD_CHARS + TAIL_CHARS:
         text = text[:HEAD_CHARS] + " " + text[-TAIL_CHARS:]
     norm = " " + " ".join(_NONZERO_RE.sub("0", text).split()) + " "
-    codes = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32)
     words = _WORD_RE.findall(norm)
     if len(words) > 2 * WORD_WINDOW:
         words = words[:WORD_WINDOW] + words[-WORD_WINDOW:]
     hashed = list(map(_CRC32, map(str.encode, words)))
     # crc32 of "a b" continues crc32 of "a" with " b" (zlib's running value); 0x5BD1E995 marks a bigram.
-    bigrams = list(map(_CRC32, map(str.encode, map(" ".__add__, words[1:])), hashed))
-    hashed += bigrams
-    hashed.append(0x2545F491)  # constant token: keeps empty texts featurisable
+    hashed += map(_CRC32, map(str.encode, map(" ".__add__, words[1:])), hashed[:])
+    return norm, hashed, len(words)
+
+
+def _ids_numpy(norm: str, hashed: list[int], n_words: int) -> np.ndarray:
+    n_bigrams = len(hashed) - n_words
+    codes = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32)
+    hashed = [*hashed, 0x2545F491]  # constant token: keeps empty texts featurisable
     n_chars = len(codes)  # >= 2: norm starts and ends with a space
     total = sum(max(0, n_chars - n + 1) for n in range(NGRAM_MIN, NGRAM_MAX + 1))
     buf = np.empty(total + len(hashed), dtype=np.uint64)
@@ -108,8 +133,8 @@ def text_features(text: str) -> np.ndarray:
     prev ^= _SALTS[last]
     words_part = buf[at:]
     words_part[:] = hashed
-    if bigrams:
-        words_part[len(words):len(words) + len(bigrams)] ^= _BIGRAM
+    if n_bigrams:
+        words_part[n_words:n_words + n_bigrams] ^= _BIGRAM
     words_part |= _WORD_FLAG
     buf *= _MIX
     buf >>= _SHIFT
