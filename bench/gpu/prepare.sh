@@ -3,7 +3,7 @@
 #
 #   bash bench/gpu/prepare.sh        # -> .gpu/c1 .. .gpu/cN (+ .gpu/extra), git-ignored
 #
-# 1. ../shared/gpu/build_bundle.sh with Ray (vLLM 0.26 + its missing deps, Ray 2.58, the two model configs
+# 1. the bundle builder ($BUNDLE_BUILDER, default ../shared/gpu/build_bundle.sh: not in this repository) with Ray (vLLM 0.26 + its missing deps, Ray 2.58, the two model configs
 #    with the Qwen tokenizer files), unless .gpu already holds a bundle;
 # 2. re-cut it into CHUNK_MB-sized chunks (default 45: one chunk, .gpu/extra and the ~6 MB working tree stay
 #    under the 64 MiB a call carries; 4 calls for the 180 MB bundle);
@@ -17,7 +17,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 CHUNK=$(( ${CHUNK_MB:-45} * 1000000 ))
 if ! ls .gpu/c*/part.* >/dev/null 2>&1; then
-  WITH_RAY=1 ../shared/gpu/build_bundle.sh
+  builder=${BUNDLE_BUILDER:-../shared/gpu/build_bundle.sh}  # the development machine's, outside this repository
+  [ -x "$builder" ] || { echo "no bundle in .gpu/c*/part.* and no bundle builder at $builder (set BUNDLE_BUILDER)" >&2; exit 1; }
+  WITH_RAY=1 "$builder"
 fi
 tmp=$(mktemp -d)
 cat $(ls .gpu/c*/part.* | sort -V) > "$tmp/bundle.tar"

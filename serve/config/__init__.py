@@ -4,7 +4,7 @@ Examples:
     >>> from serve.config import load_profile
     >>> fleet = load_profile("demo")  # doctest: +SKIP
     >>> [d.name for d in fleet.deployments]  # doctest: +SKIP
-    ['qwen3-general', 'qwen-coder', 'qwen3-moe']
+    ['qwen3-general', 'qwen-coder', 'qwen3-moe', 'qwen3-embedding']
 """
 
 from serve.config.deployment import DeploymentSpec
