@@ -49,5 +49,10 @@ lint: venv
 bench-route: venv
 	$(BIN)/python bench/route_eval/run.py
 
+# The stack and Ray Serve LLM's default app against raw vLLM on one tiny model (no other stack running).
+bench-stack: venv
+	$(BIN)/python -m serve.cli make-tiny-models
+	$(BIN)/python bench/stack_vs_vllm/run.py
+
 clean:
 	rm -rf $(VENV) .cache .pytest_cache
