@@ -3,12 +3,15 @@ Anthropic's on ``/v1/messages``), never a 5xx, over FAKE engines."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
 from serve.config import FleetConfig
 from serve.security.guard import estimate_tokens
 from tests.router_kit import make_router
-from tests.unit.conftest import FakeEngineServer, fleet_dict
+from tests.unit.conftest import AppServer, FakeEngineServer, fleet_dict
 
 KEY = "sk-hostile-0123456789"
 MSGS = [{"role": "user", "content": "hi"}]
@@ -45,3 +48,96 @@ async def test_foreign_fields_under_a_token_limit_are_no_500(fake_engines: dict[
                                   "max_completion_tokens": "x"})):
             r = await c.post(path, json=body)
             assert r.status_code < 500, (body, r.text)
+
+
+# --- an engine that answers errors ----------------------------------------------------------------------
+def _refusing_engine() -> AppServer:
+    """A FAKE engine whose answer is chosen by the request's ``user`` field (status, body, headers)."""
+    import orjson
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    answers: dict[str, tuple[int, bytes, str, dict[str, str]]] = {
+        "openai400": (400, b'{"error": {"message": "bad thing", "type": "BadRequestError", "param": "x", '
+                           b'"code": 400}}', "application/json", {}),
+        "detail422": (422, b'{"detail": [{"loc": ["body", "top_k"], "msg": "bad"}]}', "application/json", {}),
+        "html400": (400, b"<html>nope</html>", "text/html", {}),
+        "busy503": (503, b'{"error": {"message": "busy"}}', "application/json", {"retry-after": "7"}),
+        "busy503bare": (503, b"", "text/plain", {}),
+        "slow429": (429, b'{"error": {"message": "slow down"}}', "application/json", {"retry-after": "3"}),
+        "secret401": (401, b'{"error": {"message": "engine secret", "type": "authentication_error"}}',
+                      "application/json", {}),
+        "crash500": (500, b"Traceback (most recent call last): /srv/secret.py", "text/plain", {}),
+    }
+
+    async def answer(request: Request) -> Response:
+        status, body, ctype, headers = answers[orjson.loads(await request.body())["user"]]
+        return Response(body, status_code=status, media_type=ctype, headers=headers)
+
+    paths = ("/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/messages/count_tokens")
+    return AppServer(Starlette(routes=[Route(p, answer, methods=["POST"]) for p in paths]))
+
+
+@pytest.fixture(scope="module")
+def refusing_engine() -> Iterator[AppServer]:
+    e = _refusing_engine()
+    yield e
+    e.stop()
+
+
+def _openai_error(r: Any, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}, err
+    return dict(err)
+
+
+def _anthropic_error(r: Any, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    doc = r.json()
+    assert doc["type"] == "error" and set(doc["error"]) == {"type", "message"}, doc
+    return dict(doc["error"])
+
+
+async def test_engine_errors_come_in_the_router_paths_shape(refusing_engine: AppServer) -> None:
+    urls = {n: refusing_engine.url for n in ("general", "coder", "moe")}
+    chat = {"model": "general", "messages": MSGS, "max_tokens": 3}
+    anth = {"model": "general", "messages": MSGS, "max_tokens": 3}
+    async with make_router(fleet_dict(), urls) as (c, _):
+        r = await c.post("/v1/messages", json={**anth, "user": "openai400"})
+        assert "bad thing" in _anthropic_error(r, 400)["message"] and r.headers["x-qwen-model"] == "general"
+        r = await c.post("/v1/messages/count_tokens", json={"model": "general", "messages": MSGS, "user": "html400"})
+        assert _anthropic_error(r, 400)["type"] == "invalid_request_error"
+        r = await c.post("/v1/chat/completions", json={**chat, "user": "detail422"})
+        assert _openai_error(r, 422)["param"] == "top_k"
+        for stream in (False, True):
+            r = await c.post("/v1/chat/completions", json={**chat, "user": "html400", "stream": stream})
+            assert _openai_error(r, 400)["type"] == "invalid_request_error"
+        r = await c.post("/v1/responses", json={"model": "general", "input": "x", "user": "openai400"})
+        assert _openai_error(r, 400)["message"] == "bad thing"
+
+
+async def test_engine_overload_is_503_or_429_with_retry_after(refusing_engine: AppServer) -> None:
+    urls = {n: refusing_engine.url for n in ("general", "coder", "moe")}
+    chat = {"model": "general", "messages": MSGS, "max_tokens": 3}
+    async with make_router(fleet_dict(), urls) as (c, _):
+        r = await c.post("/v1/chat/completions", json={**chat, "user": "busy503"})
+        assert _openai_error(r, 503)["type"] == "service_unavailable_error" and r.headers["retry-after"] == "7"
+        r = await c.post("/v1/messages", json={**chat, "user": "busy503bare", "stream": True})
+        assert _anthropic_error(r, 503)["type"] == "overloaded_error" and int(r.headers["retry-after"]) >= 1
+        r = await c.post("/v1/responses", json={"model": "general", "input": "x", "user": "slow429"})
+        assert _openai_error(r, 429)["type"] == "rate_limit_error" and r.headers["retry-after"] == "3"
+
+
+async def test_engine_failures_are_502_without_the_engines_text(refusing_engine: AppServer) -> None:
+    urls = {n: refusing_engine.url for n in ("general", "coder", "moe")}
+    chat = {"model": "general", "messages": MSGS, "max_tokens": 3}
+    async with make_router(fleet_dict(), urls) as (c, _):
+        for user in ("crash500", "secret401"):  # 401: the engine refused the router's secret, not the client
+            r = await c.post("/v1/chat/completions", json={**chat, "user": user})
+            assert _openai_error(r, 502)["code"] == "engine_error"
+            assert "Traceback" not in r.text and "secret" not in r.text
+            r = await c.post("/v1/messages", json={**chat, "user": user})
+            assert _anthropic_error(r, 502)["type"] == "api_error" and "Traceback" not in r.text
