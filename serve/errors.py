@@ -220,9 +220,10 @@ def _seconds(header: str | None) -> float | None:
 
 
 #: Anthropic's error ``type`` for each status (https://docs.anthropic.com/en/api/errors).
+#: Any other 4xx is ``invalid_request_error`` (a client mistake), any other 5xx ``api_error``.
 _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-                    503: "overloaded_error", 529: "overloaded_error"}
+                    404: "not_found_error", 408: "timeout_error", 413: "request_too_large", 429: "rate_limit_error",
+                    503: "overloaded_error", 504: "timeout_error", 529: "overloaded_error"}
 
 
 def anthropic_error_body(exc: BaseException, request_id: str | None = None
@@ -234,8 +235,8 @@ def anthropic_error_body(exc: BaseException, request_id: str | None = None
     status, body, headers = error_body(exc, request_id)
     err = body["error"]
     message = err["message"] if not err.get("param") else f"{err['param']}: {err['message']}"
-    return status, {"type": "error", "error": {"type": _ANTHROPIC_TYPES.get(status, "api_error"),
-                                               "message": message}}, headers
+    etype = _ANTHROPIC_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
+    return status, {"type": "error", "error": {"type": etype, "message": message}}, headers
 
 
 def is_anthropic_path(path: str) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from serve.config import FleetConfig
+from serve.errors import RouterError, anthropic_error_body
 from serve.security.guard import estimate_tokens
 from tests.router_kit import make_router
 from tests.unit.conftest import AppServer, FakeEngineServer, fleet_dict
@@ -141,3 +142,12 @@ async def test_engine_failures_are_502_without_the_engines_text(refusing_engine:
             assert "Traceback" not in r.text and "secret" not in r.text
             r = await c.post("/v1/messages", json={**chat, "user": user})
             assert _anthropic_error(r, 502)["type"] == "api_error" and "Traceback" not in r.text
+
+
+async def test_anthropic_error_type_of_other_4xx_is_a_client_error(router_client: Any) -> None:
+    r = await router_client.get("/v1/messages")  # 405
+    assert _anthropic_error(r, 405)["type"] == "invalid_request_error"
+    types = {status: anthropic_error_body(RouterError("x", status=status))[1]["error"]["type"]
+             for status in (408, 409, 422, 502)}
+    assert types == {408: "timeout_error", 409: "invalid_request_error", 422: "invalid_request_error",
+                     502: "api_error"}
