@@ -151,3 +151,76 @@ async def test_anthropic_error_type_of_other_4xx_is_a_client_error(router_client
              for status in (408, 409, 422, 502)}
     assert types == {408: "timeout_error", 409: "invalid_request_error", 422: "invalid_request_error",
                      502: "api_error"}
+
+
+# --- bodies the router's validator must refuse before an engine sees them ----------------------------------
+CHAT_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize(("path", "body", "param"), [
+    ("/v1/chat/completions", {"tools": [CHAT_TOOL],
+                              "tool_choice": {"type": "function", "function": {"name": "absent"}}},
+     "tool_choice.function.name"),
+    ("/v1/chat/completions", {"tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
+     "tool_choice.function.name"),
+    ("/v1/chat/completions", {"tools": [CHAT_TOOL], "tool_choice": {"type": "function"}},
+     "tool_choice.function.name"),
+    ("/v1/responses", {"input": [{"role": "user", "content": [{"type": "input_text", "text": 5}]}]},
+     "input[0].content[0].text"),
+    ("/v1/responses", {"input": [{"role": "user", "content": [{"type": "input_text"}]}]},
+     "input[0].content[0].text"),
+    ("/v1/responses", {"input": [{"type": "function_call"}]}, "input[0].call_id"),
+    ("/v1/responses", {"input": [{"type": "function_call", "call_id": "c1", "name": 3, "arguments": "{}"}]},
+     "input[0].name"),
+    ("/v1/responses", {"input": [{"type": "function_call_output", "call_id": "c1", "output": 5}]},
+     "input[0].output"),
+    ("/v1/responses", {"input": [{"type": "item_reference"}]}, "input[0].id"),
+    ("/v1/responses", {"tools": [{"type": "function"}]}, "tools[0].name"),
+    ("/v1/responses", {"tool_choice": "bogus"}, "tool_choice"),
+    ("/v1/responses", {"tool_choice": 5}, "tool_choice"),
+    ("/v1/responses", {"tools": [{"type": "function", "name": "f"}],
+                       "tool_choice": {"type": "function", "name": "absent"}}, "tool_choice.name"),
+])
+async def test_openai_bodies_refused_naming_the_field(router_client: Any, path: str, body: dict[str, Any],
+                                                      param: str) -> None:
+    base = ({"model": "general", "messages": MSGS, "max_tokens": 3} if path == "/v1/chat/completions"
+            else {"model": "general", "input": "hi", "max_output_tokens": 3})
+    r = await router_client.post(path, json={**base, **body})
+    assert _openai_error(r, 400)["param"] == param
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"system": [5]}, "system[0]"),
+    ({"system": [{"type": "bogus", "text": "x"}]}, "system[0]"),
+    ({"system": [{"type": "text", "text": 5}]}, "system[0]"),
+    ({"system": [{"type": "image", "source": {"type": "url", "url": "http://x/a.png"}}]}, "system[0]"),
+    ({"tool_choice": "any"}, "tool_choice"),
+    ({"tool_choice": {"type": "bogus"}}, "tool_choice"),
+    ({"tools": [{"name": "f", "input_schema": {"type": "object"}}], "tool_choice": {"type": "tool", "name": "g"}},
+     "tool_choice.name"),
+    ({"tool_choice": {"type": "tool", "name": "g"}}, "tool_choice.name"),
+])
+async def test_anthropic_bodies_refused_naming_the_field(router_client: Any, body: dict[str, Any],
+                                                         param: str) -> None:
+    for path, base in (("/v1/messages", {"model": "general", "messages": MSGS, "max_tokens": 3}),
+                       ("/v1/messages/count_tokens", {"model": "general", "messages": MSGS})):
+        r = await router_client.post(path, json={**base, **body})
+        assert _anthropic_error(r, 400)["message"].startswith(f"{param}: "), (path, r.text)
+
+
+async def test_well_formed_tool_bodies_still_pass(router_client: Any) -> None:
+    r = await router_client.post("/v1/chat/completions", json={
+        "model": "general", "messages": MSGS, "max_tokens": 3, "tools": [CHAT_TOOL],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}}})
+    assert r.status_code == 200, r.text
+    r = await router_client.post("/v1/responses", json={
+        "model": "general", "max_output_tokens": 3, "tools": [{"type": "function", "name": "f"}],
+        "tool_choice": {"type": "function", "name": "f"},
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+                  {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                  {"type": "function_call_output", "call_id": "c1", "output": "sunny"}]})
+    assert r.status_code == 200, r.text
+    r = await router_client.post("/v1/messages", json={
+        "model": "general", "messages": MSGS, "max_tokens": 3, "system": [{"type": "text", "text": "Be brief."}],
+        "tools": [{"name": "f", "input_schema": {"type": "object"}}], "tool_choice": {"type": "tool", "name": "f"}})
+    assert r.status_code == 200, r.text
