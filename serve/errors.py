@@ -141,10 +141,89 @@ def sse_error(exc: BaseException, request_id: str | None = None) -> bytes:
     return b"data: " + orjson.dumps(body) + b"\n\n"
 
 
+#: ``type`` of an engine's 4xx whose body names none.
+_TYPE_BY_STATUS = {404: "not_found_error", 429: "rate_limit_error"}
+#: Seconds in ``Retry-After`` when an engine that refused for load said nothing usable.
+ENGINE_RETRY_AFTER = 5.0
+
+
+def engine_error(status: int, data: bytes, retry_after: str | None = None) -> RouterError:
+    """The router's error for an engine's error answer, to be answered in the shape of the router's path.
+
+    The engine's body may be OpenAI-shaped (vLLM, the FAKE engine), Anthropic-shaped, FastAPI's ``detail``, or
+    not JSON at all (a proxy's page); relaying it as it is would give Anthropic clients an OpenAI error and
+    any client a body it cannot parse. So:
+
+    - a 4xx keeps its status and the engine's ``message``, ``type``, ``param`` and ``code`` (a client mistake,
+      explained in the engine's words; a fixed message when the body has none); a 429 keeps ``Retry-After``;
+    - 401 or 403 is the engine refusing the *router's* credentials (the engine secret): a 502, since the
+      client's own key was accepted;
+    - 503 is an overloaded or starting engine: a 503 with ``Retry-After`` (the engine's, else
+      :data:`ENGINE_RETRY_AFTER`);
+    - any other 5xx is an :class:`UpstreamError` (502) with a fixed message: the engine's text is never shown.
+
+    Args:
+        status: The engine's HTTP status (400 or more).
+        data: The engine's body.
+        retry_after: The engine's ``Retry-After`` header, if any.
+
+    Returns:
+        The error (its ``status`` is the one to answer with).
+    """
+    wait = _seconds(retry_after)
+    if status == 503:
+        return OverloadedError("The model engine is overloaded or starting; retry later.", code="engine_error",
+                               retry_after=wait or ENGINE_RETRY_AFTER)
+    if status >= 500 or status in (401, 403):
+        return UpstreamError("The model engine failed to process the request.", code="engine_error")
+    info = _error_info(data)
+    message = info.get("message")
+    err = RouterError(message if isinstance(message, str) and message else
+                      f"The model engine refused the request (HTTP {status}).",
+                      param=info["param"] if isinstance(info.get("param"), str) else None,
+                      code=info["code"] if isinstance(info.get("code"), str) else None, status=status,
+                      retry_after=wait if status == 429 else None)
+    etype = info.get("type")
+    err.err_type = etype if isinstance(etype, str) and etype else _TYPE_BY_STATUS.get(status, "invalid_request_error")
+    return err
+
+
+def _error_info(data: bytes) -> dict[str, Any]:
+    """The ``error`` object of an engine's error body (OpenAI's, Anthropic's, vLLM's flat one or FastAPI's)."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    if isinstance(doc.get("error"), dict):
+        return dict(doc["error"])
+    if isinstance(doc.get("message"), str):  # older vLLM: {"object": "error", "message", "type", ...}
+        return doc
+    detail = doc.get("detail")
+    if isinstance(detail, str):
+        return {"message": detail}
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):  # FastAPI's validation error
+        loc = detail[0].get("loc")
+        param = ".".join(str(x) for x in loc[1:]) if isinstance(loc, list) and len(loc) > 1 else None
+        return {"message": "Invalid request parameters.", "param": param}
+    return {}
+
+
+def _seconds(header: str | None) -> float | None:
+    """A ``Retry-After`` header's seconds (positive, finite, at most an hour), else None."""
+    try:
+        value = float(header) if header else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 < value <= 3600 else None
+
+
 #: Anthropic's error ``type`` for each status (https://docs.anthropic.com/en/api/errors).
+#: Any other 4xx is ``invalid_request_error`` (a client mistake), any other 5xx ``api_error``.
 _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-                    503: "overloaded_error", 529: "overloaded_error"}
+                    404: "not_found_error", 408: "timeout_error", 413: "request_too_large", 429: "rate_limit_error",
+                    503: "overloaded_error", 504: "timeout_error", 529: "overloaded_error"}
 
 
 def anthropic_error_body(exc: BaseException, request_id: str | None = None
@@ -156,8 +235,8 @@ def anthropic_error_body(exc: BaseException, request_id: str | None = None
     status, body, headers = error_body(exc, request_id)
     err = body["error"]
     message = err["message"] if not err.get("param") else f"{err['param']}: {err['message']}"
-    return status, {"type": "error", "error": {"type": _ANTHROPIC_TYPES.get(status, "api_error"),
-                                               "message": message}}, headers
+    etype = _ANTHROPIC_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
+    return status, {"type": "error", "error": {"type": etype, "message": message}}, headers
 
 
 def is_anthropic_path(path: str) -> bool:

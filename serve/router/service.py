@@ -30,6 +30,8 @@ from serve.errors import (
     UpstreamError,
     UpstreamTimeoutError,
     anthropic_sse_error,
+    engine_error,
+    error_response_for,
     sse_error,
 )
 from serve.router.compat import ReasoningMirror, mirror_reasoning_body, upgrade_legacy_fields
@@ -381,7 +383,7 @@ class RouterService:
         if resp.status >= 400:
             if charge is not None:
                 charge.settle(0)  # refused or failed by the engine: nothing was generated
-            return await self._upstream_error(lease, resp, decision, out_headers)
+            return await self._upstream_error(lease, resp, decision, out_headers, request.url.path)
         mirror = kind == "chat" and self.fleet.router.mirror_reasoning_content
         if body.get("stream"):
             out_headers["cache-control"] = "no-cache"
@@ -469,7 +471,9 @@ class RouterService:
         return True
 
     async def _upstream_error(self, lease: Lease, resp: aiohttp.ClientResponse, decision: Decision,
-                              out_headers: dict[str, str]) -> Response:
+                              out_headers: dict[str, str], path: str) -> Response:
+        """Answer an engine's error (see :func:`serve.errors.engine_error`): a 4xx in the shape of the router's
+        ``path``, with the ``x-qwen-*`` headers; anything else raised (502, or 503 with ``Retry-After``)."""
         ep = lease.endpoint
         try:
             data = await resp.read()
@@ -477,12 +481,15 @@ class RouterService:
             resp.release()
             lease.release()
         self.metrics.observe_request(decision.task, decision.model, resp.status)
-        if resp.status < 500:
-            return Response(data, status_code=resp.status, media_type="application/json", headers=out_headers)
-        logger.error("request_id=%s engine %s answered %d", out_headers["x-request-id"], ep.deployment,
-                     resp.status)
+        rid = out_headers["x-request-id"]
+        err = engine_error(resp.status, data, resp.headers.get("retry-after"))
+        if err.status < 500 and resp.status < 500:  # the client's mistake, in the shape its path's clients parse
+            answer = error_response_for(path, err, rid)
+            answer.headers.update(out_headers)
+            return answer
+        logger.error("request_id=%s engine %s answered %d", rid, ep.deployment, resp.status)
         self.metrics.reject("upstream")
-        raise UpstreamError("The model engine failed to process the request.", code="engine_error")
+        raise err
 
     async def _relay(self, lease: Lease, resp: aiohttp.ClientResponse, decision: Decision, t0: float,
                      deadline: float, rid: str, charge: TokenCharge | None = None,

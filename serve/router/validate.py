@@ -156,6 +156,20 @@ def _tools(body: Mapping[str, Any]) -> None:
     choice = body.get("tool_choice")
     if choice is not None and not isinstance(choice, dict) and not _one_of(choice, TOOL_CHOICES):
         raise _bad("tool_choice", "`tool_choice` must be none, auto, required or an object.")
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        fn = choice.get("function")
+        _named_tool(fn.get("name") if isinstance(fn, dict) else None, "tool_choice.function.name",
+                    [t["function"]["name"] for t in tools or ()])
+
+
+def _named_tool(name: Any, param: str, defined: list[str]) -> None:
+    """A ``tool_choice`` that forces one tool must name one of the request's tools (else the engine has no
+    schema to constrain the output with)."""
+    if not isinstance(name, str) or not name:
+        raise _bad(param, f"`{param}` must name the tool to call.")
+    if name not in defined:
+        raise _bad(param, f"`{param}` names `{name[:64]}`, which is not among the request's `tools`"
+                          + (f" ({', '.join(n[:64] for n in defined[:16])})." if defined else " (there are none)."))
 
 
 def _logit_bias(body: Mapping[str, Any]) -> None:
@@ -326,8 +340,11 @@ def validate_responses(body: dict[str, Any], limits: Any) -> None:
                         if not isinstance(part, dict) or not _one_of(part.get("type"), CHAT_PARTS):
                             raise _bad(f"{where}.content[{j}]",
                                        f"`{where}.content[{j}]` must be a content part with a known `type`.")
+                        _part(part, f"{where}.content[{j}]")
                 elif not isinstance(content, str):
                     raise _bad(f"{where}.content", f"`{where}.content` must be a string or an array of parts.")
+            else:
+                _response_item(item, itype, where)
     else:
         raise _bad("input", "`input` must be a non-empty string or an array of input items.")
     for name in ("instructions", "previous_response_id", "user"):
@@ -344,13 +361,39 @@ def validate_responses(body: dict[str, Any], limits: Any) -> None:
     if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)
                               or len(tools) > MAX_TOOLS):
         raise _bad("tools", f"`tools` must be an array of at most {MAX_TOOLS} tool objects.")
+    functions: list[str] = []
+    for i, t in enumerate(tools or ()):
+        if t.get("type") == "function":  # the Responses API's function tools carry their name at the top
+            if not isinstance(t.get("name"), str) or not t["name"]:
+                raise _bad(f"tools[{i}].name", f"`tools[{i}].name` must be a non-empty string.")
+            functions.append(t["name"])
+    choice = body.get("tool_choice")
+    if choice is not None and not isinstance(choice, dict) and not _one_of(choice, TOOL_CHOICES):
+        raise _bad("tool_choice", "`tool_choice` must be none, auto, required or an object.")
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        _named_tool(choice.get("name"), "tool_choice.name", functions)
     for name in ("reasoning", "text", "metadata"):
         if body.get(name) is not None and not isinstance(body[name], dict):
             raise _bad(name, f"`{name}` must be an object.")
 
 
+#: String fields an input item of each type must carry (the ids that tie a tool call to its output).
+_ITEM_FIELDS: dict[str, tuple[str, ...]] = {"function_call": ("call_id", "name", "arguments"),
+                                            "function_call_output": ("call_id",), "item_reference": ("id",)}
+
+
+def _response_item(item: Mapping[str, Any], itype: str, where: str) -> None:
+    """Check the fields of a Responses input item other than a message."""
+    for name in _ITEM_FIELDS.get(itype, ()):
+        if not isinstance(item.get(name), str):
+            raise _bad(f"{where}.{name}", f"`{where}.{name}` must be a string.")
+    if itype == "function_call_output" and not isinstance(item.get("output"), str | list):
+        raise _bad(f"{where}.output", f"`{where}.output` must be a string or an array of content parts.")
+
+
 # --- Anthropic Messages ------------------------------------------------------------------------------
 ANTHROPIC_ROLES = frozenset({"user", "assistant"})
+ANTHROPIC_TOOL_CHOICES = frozenset({"auto", "any", "tool", "none"})
 ANTHROPIC_BLOCKS = frozenset({"text", "image", "document", "tool_use", "tool_result", "thinking",
                               "redacted_thinking"})
 
@@ -378,6 +421,9 @@ def validate_messages(body: dict[str, Any], limits: Any, *, count_only: bool = F
     system = body.get("system")
     if system is not None and not isinstance(system, str | list):
         raise _bad("system", "`system` must be a string or an array of text blocks.")
+    for j, block in enumerate(system if isinstance(system, list) else ()):
+        if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
+            raise _bad(f"system[{j}]", f"`system[{j}]` must be a text block: {{\"type\": \"text\", \"text\": ...}}.")
     if not count_only:
         if body.get("max_tokens") is None:
             raise _bad("max_tokens", "`max_tokens` is required.")
@@ -399,3 +445,9 @@ def validate_messages(body: dict[str, Any], limits: Any, *, count_only: bool = F
         for i, t in enumerate(tools):
             if not isinstance(t, dict) or not isinstance(t.get("name"), str) or not t["name"]:
                 raise _bad(f"tools[{i}].name", f"`tools[{i}].name` must be a non-empty string.")
+    choice = body.get("tool_choice")
+    if choice is not None:
+        if not isinstance(choice, dict) or not _one_of(choice.get("type"), ANTHROPIC_TOOL_CHOICES):
+            raise _bad("tool_choice", "`tool_choice` must be an object whose `type` is auto, any, tool or none.")
+        if choice["type"] == "tool":
+            _named_tool(choice.get("name"), "tool_choice.name", [t["name"] for t in tools or ()])

@@ -51,11 +51,19 @@ def estimate_tokens(body: Mapping[str, Any], default_completion: int) -> int:
         default_completion: Completion tokens assumed when ``max_tokens`` is unset.
     """
     n_prompt = estimate_prompt_tokens(body)
-    budget = (body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
-              or default_completion)
-    n = body.get("n") or 1
-    best_of = body.get("best_of") or 1
-    return int(n_prompt + int(budget) * max(int(n), int(best_of)))
+    budget = next((v for name in ("max_completion_tokens", "max_tokens", "max_output_tokens")
+                   if (v := _count(body.get(name))) is not None), default_completion)
+    return n_prompt + budget * max(_count(body.get("n")) or 1, _count(body.get("best_of")) or 1)
+
+
+def _count(value: Any) -> int | None:
+    """``value`` when it is a positive integer, else None.
+
+    Each API validates only its own fields (``n`` and ``best_of`` are chat and completions fields, the budget
+    has a different name on each): a field another API does not define reaches the estimate unchecked and must
+    not decide it, let alone fail it.
+    """
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 class Guard:
