@@ -331,16 +331,22 @@ class RouterService:
                     data = await resp.read()
                     ctype = resp.headers.get("content-type", "application/json")
                     status = resp.status
+                    retry_after = resp.headers.get("retry-after")
             except _CONNECT_ERRORS:
                 raise OverloadedError("The engine replica that stores this response is unreachable; retry later.",
                                       code="deployment_unavailable", retry_after=5.0) from None
             finally:
                 lease.release()
-            if status >= 500:
-                raise UpstreamError("The model engine failed to process the request.", code="engine_error")
             headers = {"x-qwen-task": decision.task, "x-qwen-model": decision.model,
                        "x-qwen-route-reason": _ascii(decision.reason), "x-qwen-replica": ep.replica,
                        "x-qwen-replica-reason": "stored", "x-request-id": rid}
+            if status >= 400:  # as for generation (serve.errors.engine_error): 4xx re-shaped, 5xx never shown
+                err = engine_error(status, data, retry_after)
+                if err.status >= 500 or status >= 500:
+                    raise err
+                answer = error_response_for(request.url.path, err, rid)
+                answer.headers.update(headers)
+                return answer
             return Response(data, status_code=status, media_type=ctype.split(";")[0], headers=headers)
         except RouterError as exc:
             self.metrics.reject(_reject_reason(exc))
@@ -480,16 +486,15 @@ class RouterService:
         finally:
             resp.release()
             lease.release()
-        self.metrics.observe_request(decision.task, decision.model, resp.status)
         rid = out_headers["x-request-id"]
         err = engine_error(resp.status, data, resp.headers.get("retry-after"))
         if err.status < 500 and resp.status < 500:  # the client's mistake, in the shape its path's clients parse
+            self.metrics.observe_request(decision.task, decision.model, resp.status)
             answer = error_response_for(path, err, rid)
             answer.headers.update(out_headers)
             return answer
         logger.error("request_id=%s engine %s answered %d", rid, ep.deployment, resp.status)
-        self.metrics.reject("upstream")
-        raise err
+        raise err  # counted (rejected, and the request with its status) by the handler that catches it
 
     async def _relay(self, lease: Lease, resp: aiohttp.ClientResponse, decision: Decision, t0: float,
                      deadline: float, rid: str, charge: TokenCharge | None = None,

@@ -74,11 +74,20 @@ def _refusing_engine() -> AppServer:
     }
 
     async def answer(request: Request) -> Response:
-        status, body, ctype, headers = answers[orjson.loads(await request.body())["user"]]
+        user = orjson.loads(await request.body())["user"]
+        if user.startswith("store:"):  # a stored response whose later GET answers ``answers[<suffix>]``
+            return Response(b'{"id": "resp_%s", "object": "response", "status": "completed", "output": []}'
+                            % user[6:].encode(), media_type="application/json")
+        status, body, ctype, headers = answers[user]
+        return Response(body, status_code=status, media_type=ctype, headers=headers)
+
+    async def stored(request: Request) -> Response:
+        status, body, ctype, headers = answers[request.path_params["rid"].removeprefix("resp_")]
         return Response(body, status_code=status, media_type=ctype, headers=headers)
 
     paths = ("/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/messages/count_tokens")
-    return AppServer(Starlette(routes=[Route(p, answer, methods=["POST"]) for p in paths]))
+    return AppServer(Starlette(routes=[*(Route(p, answer, methods=["POST"]) for p in paths),
+                                       Route("/v1/responses/{rid}", stored, methods=["GET"])]))
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +233,36 @@ async def test_well_formed_tool_bodies_still_pass(router_client: Any) -> None:
         "model": "general", "messages": MSGS, "max_tokens": 3, "system": [{"type": "text", "text": "Be brief."}],
         "tools": [{"name": "f", "input_schema": {"type": "object"}}], "tool_choice": {"type": "tool", "name": "f"}})
     assert r.status_code == 200, r.text
+
+
+async def test_stored_response_errors_are_answered_like_generation_errors(refusing_engine: AppServer) -> None:
+    urls = {n: refusing_engine.url for n in ("general", "coder", "moe")}
+    async with make_router(fleet_dict(), urls) as (c, _):
+        for name in ("busy503", "openai400", "crash500", "secret401"):
+            r = await c.post("/v1/responses", json={"model": "general", "input": "x", "user": f"store:{name}"})
+            assert r.status_code == 200 and r.json()["id"] == f"resp_{name}", r.text
+        r = await c.get("/v1/responses/resp_busy503")
+        assert _openai_error(r, 503)["code"] == "engine_error" and r.headers["retry-after"] == "7"
+        r = await c.get("/v1/responses/resp_openai400")
+        assert _openai_error(r, 400)["message"] == "bad thing" and r.headers["x-qwen-replica-reason"] == "stored"
+        for name in ("crash500", "secret401"):
+            r = await c.get(f"/v1/responses/resp_{name}")
+            assert _openai_error(r, 502)["code"] == "engine_error"
+            assert "Traceback" not in r.text and "secret" not in r.text
+
+
+async def test_an_engine_failure_is_counted_once(refusing_engine: AppServer) -> None:
+    urls = {n: refusing_engine.url for n in ("general", "coder", "moe")}
+    chat = {"model": "general", "messages": MSGS, "max_tokens": 3}
+    async with make_router(fleet_dict(), urls) as (c, app):
+        for user in ("crash500", "busy503", "openai400"):
+            await c.post("/v1/chat/completions", json={**chat, "user": user})
+        text = (await c.get("/metrics")).text
+
+    def value(prefix: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(prefix) and not line.startswith("#"))
+
+    assert value('qwen_router_rejections_total{reason="upstream"}') == 1
+    assert value('qwen_router_rejections_total{reason="overloaded"}') == 1
+    assert value("qwen_router_requests_total{") == 3  # one each: 5xx, 5xx, 4xx
