@@ -258,3 +258,26 @@ def anthropic_sse_error(exc: BaseException, request_id: str | None = None) -> by
     """The streaming twin for Anthropic clients: an ``error`` event."""
     _, body, _ = anthropic_error_body(exc, request_id)
     return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
+
+
+def responses_sse_error(exc: BaseException, request_id: str | None = None) -> bytes:
+    """The streaming twin for the Responses API: its ``error`` event (``type``, ``code``, ``message``, ``param``,
+    ``sequence_number``), also carrying the ``error`` object that OpenAI's SDKs raise on."""
+    _, body, _ = error_body(exc, request_id)
+    err = body["error"]
+    event = {"type": "error", "code": err["code"], "message": err["message"], "param": err["param"],
+             "sequence_number": 0, "error": err}
+    return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+def stream_error_for(path: str, exc: BaseException, request_id: str | None = None) -> bytes:
+    """The error that ends a stream on ``path``, in the shape its clients parse, with the path's terminator.
+
+    Chat and completions: a ``data:`` event with OpenAI's error body, then ``data: [DONE]``. Responses: its
+    ``error`` event, then ``[DONE]`` (which OpenAI's SDKs stop at). Anthropic's Messages: an ``error`` event.
+    """
+    if is_anthropic_path(path):
+        return anthropic_sse_error(exc, request_id)
+    if path.startswith("/v1/responses"):
+        return responses_sse_error(exc, request_id) + b"data: [DONE]\n\n"
+    return sse_error(exc, request_id) + b"data: [DONE]\n\n"

@@ -40,7 +40,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from serve.errors import OverloadedError, RouterError, UpstreamError, sse_error
+from serve.errors import OverloadedError, RouterError, UpstreamError, is_anthropic_path, stream_error_for
 from serve.router.facts import RequestFacts
 from serve.router.policy import Decision
 from serve.router.validate import request_timeout
@@ -215,6 +215,7 @@ class ColdStart:
         name = p.decision.model
         deadline = time.monotonic() + hold_s
         rid = getattr(request.state, "request_id", "")
+        path = request.url.path
         settled = False
         try:
             with self._holding(name):
@@ -227,19 +228,23 @@ class ColdStart:
                     yield b": still waiting for a replica\n\n"
             if not ready:
                 self._expired(name, "time")
-                yield sse_error(self._timeout_error(name, hold_s), rid) + b"data: [DONE]\n\n"
+                yield stream_error_for(path, self._timeout_error(name, hold_s), rid)
                 return
             try:
                 response = await service.dispatch(request, p, t0, charge)
             except RouterError as exc:
-                yield sse_error(exc, rid) + b"data: [DONE]\n\n"
+                yield stream_error_for(path, exc, rid)
                 return
             settled = True  # dispatch settles the charge from here on
-            if not isinstance(response, StreamingResponse):  # the engine refused it: relay its error body
-                data = bytes(response.body)
-                yield (b"data: " + data + b"\n\n" if data else sse_error(
-                    UpstreamError("The model engine failed to process the request.", code="engine_error"), rid))
-                yield b"data: [DONE]\n\n"
+            if not isinstance(response, StreamingResponse):  # the engine refused it: its error, already shaped
+                data = bytes(response.body)              # for the path (serve.errors.engine_error)
+                if not data:
+                    yield stream_error_for(path, UpstreamError("The model engine failed to process the request.",
+                                                               code="engine_error"), rid)
+                elif is_anthropic_path(path):
+                    yield b"event: error\ndata: " + data + b"\n\n"
+                else:
+                    yield b"data: " + data + b"\n\ndata: [DONE]\n\n"
                 return
             first = True
             async for chunk in response.body_iterator:

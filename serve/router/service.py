@@ -29,10 +29,9 @@ from serve.errors import (
     RouterError,
     UpstreamError,
     UpstreamTimeoutError,
-    anthropic_sse_error,
     engine_error,
     error_response_for,
-    sse_error,
+    stream_error_for,
 )
 from serve.router.compat import ReasoningMirror, mirror_reasoning_body, upgrade_legacy_fields
 from serve.router.defaults import apply_task_defaults
@@ -396,7 +395,7 @@ class RouterService:
             sniffer = IdSniffer(self.stored, ep.deployment, ep.replica, lease.url) if kind == "responses" else None
             return StreamingResponse(self._relay(lease, resp, decision, t0, deadline, rid, charge,
                                                  ReasoningMirror() if mirror else None, sniffer,
-                                                 anthropic=kind == "messages"),
+                                                 path=request.url.path),
                                      media_type="text/event-stream", headers=out_headers)
         try:
             async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
@@ -499,10 +498,9 @@ class RouterService:
     async def _relay(self, lease: Lease, resp: aiohttp.ClientResponse, decision: Decision, t0: float,
                      deadline: float, rid: str, charge: TokenCharge | None = None,
                      mirror: ReasoningMirror | None = None, sniffer: IdSniffer | None = None,
-                     anthropic: bool = False) -> AsyncIterator[bytes]:
-        """Relay the engine's SSE bytes as they arrive; errors become one SSE error event (in Anthropic's
-        shape on ``/v1/messages``)."""
-        as_sse = anthropic_sse_error if anthropic else sse_error
+                     path: str = "/v1/chat/completions") -> AsyncIterator[bytes]:
+        """Relay the engine's SSE bytes as they arrive; errors end the stream with one error event in the shape
+        of ``path``'s clients (:func:`serve.errors.stream_error_for`)."""
         ep = lease.endpoint
         model_label = self.metrics.model_label(decision.model)
         first = True
@@ -525,15 +523,12 @@ class RouterService:
                 yield rest
             finished = True
         except TimeoutError:
-            yield as_sse(UpstreamTimeoutError("The request timed out.", code="timeout"), rid)
-            if not anthropic:
-                yield b"data: [DONE]\n\n"
+            yield stream_error_for(path, UpstreamTimeoutError("The request timed out.", code="timeout"), rid)
         except (aiohttp.ClientError, ConnectionError):
             logger.warning("request_id=%s engine %s stream broke", rid, ep.deployment)
             ep.mark_down(1.0)
-            yield as_sse(UpstreamError("The model engine stopped while streaming.", code="engine_error"), rid)
-            if not anthropic:
-                yield b"data: [DONE]\n\n"
+            yield stream_error_for(path, UpstreamError("The model engine stopped while streaming.",
+                                                       code="engine_error"), rid)
         finally:
             resp.close() if not finished else resp.release()
             lease.release()

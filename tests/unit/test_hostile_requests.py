@@ -266,3 +266,49 @@ async def test_an_engine_failure_is_counted_once(refusing_engine: AppServer) -> 
     assert value('qwen_router_rejections_total{reason="upstream"}') == 1
     assert value('qwen_router_rejections_total{reason="overloaded"}') == 1
     assert value("qwen_router_requests_total{") == 3  # one each: 5xx, 5xx, 4xx
+
+
+def _breaking_engine() -> AppServer:
+    """A FAKE engine whose streams send one event, then break (the connection drops mid-answer)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    async def answer(request: Request) -> StreamingResponse:
+        async def events() -> Any:
+            yield b'data: {"type": "response.created", "sequence_number": 0, "response": {"id": "resp_b"}}\n\n'
+            raise RuntimeError("engine died")  # uvicorn drops the connection
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    paths = ("/v1/chat/completions", "/v1/responses", "/v1/messages")
+    return AppServer(Starlette(routes=[Route(p, answer, methods=["POST"]) for p in paths]))
+
+
+async def test_a_broken_stream_ends_with_the_error_event_of_its_api() -> None:
+    import orjson
+
+    engine = _breaking_engine()
+    try:
+        urls = {n: engine.url for n in ("general", "coder", "moe")}
+        async with make_router(fleet_dict(), urls) as (c, _):
+            chat = {"model": "general", "messages": MSGS, "max_tokens": 3, "stream": True}
+            r = await c.post("/v1/chat/completions", json=chat)
+            events = [e for e in r.text.split("\n\n") if e]
+            assert events[-1] == "data: [DONE]"
+            assert orjson.loads(events[-2].removeprefix("data: "))["error"]["code"] == "engine_error"
+            # a broken stream marks its endpoint down for a second: each API on a deployment of its own
+            r = await c.post("/v1/responses", json={"model": "coder", "input": "x", "stream": True})
+            events = [e for e in r.text.split("\n\n") if e]
+            assert events[-1] == "data: [DONE]" and events[-2].startswith("event: error\ndata: ")
+            err = orjson.loads(events[-2].split("data: ", 1)[1])
+            assert err["type"] == "error" and err["code"] == "engine_error" and "sequence_number" in err
+            assert err["error"]["message"] == err["message"]  # what OpenAI's SDKs raise on
+            r = await c.post("/v1/messages", json={**chat, "model": "moe"})
+            events = [e for e in r.text.split("\n\n") if e]
+            assert events[-1].startswith("event: error\ndata: ") and "[DONE]" not in r.text
+            assert orjson.loads(events[-1].split("data: ", 1)[1])["error"]["type"] == "api_error"
+            assert "engine died" not in r.text
+    finally:
+        engine.stop()
