@@ -141,8 +141,9 @@ def sse_error(exc: BaseException, request_id: str | None = None) -> bytes:
     return b"data: " + orjson.dumps(body) + b"\n\n"
 
 
-#: ``type`` of an engine's 4xx whose body names none.
-_TYPE_BY_STATUS = {404: "not_found_error", 429: "rate_limit_error"}
+#: ``type`` of an engine's 4xx whose body names none: the router's own error of that status.
+_TYPE_BY_STATUS = {cls.status: cls.err_type for cls in (AuthenticationError, ModelNotFoundError, RateLimitError,
+                                                         UpstreamTimeoutError)}
 #: Seconds in ``Retry-After`` when an engine that refused for load said nothing usable.
 ENGINE_RETRY_AFTER = 5.0
 
@@ -265,6 +266,7 @@ def responses_sse_error(exc: BaseException, request_id: str | None = None) -> by
     ``sequence_number``), also carrying the ``error`` object that OpenAI's SDKs raise on."""
     _, body, _ = error_body(exc, request_id)
     err = body["error"]
+    # sequence_number 0: the router relays the engine's events as bytes and does not count them.
     event = {"type": "error", "code": err["code"], "message": err["message"], "param": err["param"],
              "sequence_number": 0, "error": err}
     return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"

@@ -40,7 +40,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from serve.errors import OverloadedError, RouterError, UpstreamError, is_anthropic_path, stream_error_for
+from serve.errors import OverloadedError, RouterError, engine_error, stream_error_for
 from serve.router.facts import RequestFacts
 from serve.router.policy import Decision
 from serve.router.validate import request_timeout
@@ -236,15 +236,8 @@ class ColdStart:
                 yield stream_error_for(path, exc, rid)
                 return
             settled = True  # dispatch settles the charge from here on
-            if not isinstance(response, StreamingResponse):  # the engine refused it: its error, already shaped
-                data = bytes(response.body)              # for the path (serve.errors.engine_error)
-                if not data:
-                    yield stream_error_for(path, UpstreamError("The model engine failed to process the request.",
-                                                               code="engine_error"), rid)
-                elif is_anthropic_path(path):
-                    yield b"event: error\ndata: " + data + b"\n\n"
-                else:
-                    yield b"data: " + data + b"\n\ndata: [DONE]\n\n"
+            if not isinstance(response, StreamingResponse):  # the engine refused it (a 4xx answer): as an event
+                yield stream_error_for(path, engine_error(response.status_code, bytes(response.body)), rid)
                 return
             first = True
             async for chunk in response.body_iterator:

@@ -339,13 +339,8 @@ class RouterService:
             headers = {"x-qwen-task": decision.task, "x-qwen-model": decision.model,
                        "x-qwen-route-reason": _ascii(decision.reason), "x-qwen-replica": ep.replica,
                        "x-qwen-replica-reason": "stored", "x-request-id": rid}
-            if status >= 400:  # as for generation (serve.errors.engine_error): 4xx re-shaped, 5xx never shown
-                err = engine_error(status, data, retry_after)
-                if err.status >= 500 or status >= 500:
-                    raise err
-                answer = error_response_for(request.url.path, err, rid)
-                answer.headers.update(headers)
-                return answer
+            if status >= 400:
+                return _engine_refusal(request.url.path, status, data, retry_after, headers)
             return Response(data, status_code=status, media_type=ctype.split(";")[0], headers=headers)
         except RouterError as exc:
             self.metrics.reject(_reject_reason(exc))
@@ -485,15 +480,12 @@ class RouterService:
         finally:
             resp.release()
             lease.release()
-        rid = out_headers["x-request-id"]
-        err = engine_error(resp.status, data, resp.headers.get("retry-after"))
-        if err.status < 500 and resp.status < 500:  # the client's mistake, in the shape its path's clients parse
-            self.metrics.observe_request(decision.task, decision.model, resp.status)
-            answer = error_response_for(path, err, rid)
-            answer.headers.update(out_headers)
-            return answer
-        logger.error("request_id=%s engine %s answered %d", rid, ep.deployment, resp.status)
-        raise err  # counted (rejected, and the request with its status) by the handler that catches it
+        if resp.status >= 500 or resp.status in (401, 403):
+            logger.error("request_id=%s engine %s answered %d", out_headers["x-request-id"], ep.deployment,
+                         resp.status)
+        answer = _engine_refusal(path, resp.status, data, resp.headers.get("retry-after"), out_headers)
+        self.metrics.observe_request(decision.task, decision.model, resp.status)  # a failure raised above is
+        return answer                                                              # counted by its handler
 
     async def _relay(self, lease: Lease, resp: aiohttp.ClientResponse, decision: Decision, t0: float,
                      deadline: float, rid: str, charge: TokenCharge | None = None,
@@ -538,6 +530,19 @@ class RouterService:
                 self.metrics.cancelled.labels(model_label).inc()
             self.metrics.e2e.labels(model_label).observe(time.perf_counter() - t0)
             self.metrics.observe_request(decision.task, decision.model, 200)
+
+
+def _engine_refusal(path: str, status: int, data: bytes, retry_after: str | None,
+                    headers: dict[str, str]) -> Response:
+    """An engine's error answer (:func:`serve.errors.engine_error`): a client mistake (4xx) answered in the shape
+    of ``path``'s clients with ``headers``; anything else (engine failure, overload, a refused engine secret)
+    raised, for the handler to answer and count."""
+    err = engine_error(status, data, retry_after)
+    if err.status >= 500:
+        raise err
+    answer = error_response_for(path, err, headers.get("x-request-id"))
+    answer.headers.update(headers)
+    return answer
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:

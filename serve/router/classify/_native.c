@@ -52,20 +52,17 @@ static PyObject *ngram_ids(PyObject *self, PyObject *args) {
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
     Py_ssize_t lo = NWORDS, hi = -1;
-    uint64_t salt[NGRAM_MAX + 1];
+    /* h_k over c[s..s+k-1] is c[s] * PRIME^(k-1) + ... + c[s+k-1]: for the n-grams ending at i, each longer
+     * one adds the next code point to the left times the next power of PRIME. */
+    uint64_t salt[NGRAM_MAX + 1], power[NGRAM_MAX];
+    power[0] = 1;
     for (int k = 1; k <= NGRAM_MAX; k++) salt[k] = SALT_BASE * (uint64_t)k;
-    uint64_t window[NGRAM_MAX] = {0}; /* the last code points, window[j] = c[i - j] */
+    for (int k = 1; k < NGRAM_MAX; k++) power[k] = power[k - 1] * PRIME;
     for (Py_ssize_t i = 0; i < n; i++) {
-        uint64_t c = (uint64_t)PyUnicode_READ(kind, data, i);
-        for (int j = NGRAM_MAX - 1; j > 0; j--) window[j] = window[j - 1];
-        window[0] = c;
-        /* n-grams ending at i: h_k over c[i-k+1..i], computed left to right as the recursion does */
         uint64_t h = 0;
         int kmax = (int)(i + 1 < NGRAM_MAX ? i + 1 : NGRAM_MAX);
         for (int k = 1; k <= kmax; k++) {
-            /* h_k[i-k+1] = sum over its code points, most significant first */
-            h = 0;
-            for (int j = k - 1; j >= 0; j--) h = h * PRIME + window[j];
+            h += (uint64_t)PyUnicode_READ(kind, data, i - k + 1) * power[k - 1];
             mark(h ^ salt[k], &lo, &hi);
         }
     }
